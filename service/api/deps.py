@@ -1,0 +1,35 @@
+"""Typed dependency aliases so routes stay short."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.errors import ServiceUnavailable
+from service.repository import ModelRepository, ModelVersion
+
+
+def get_repository(request: Request) -> ModelRepository:
+    return request.app.state.repository
+
+
+RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
+
+
+def mark_model(request: Request, model: ModelVersion) -> None:
+    """Label this request's metrics with the model that served it (only known models: bounded cardinality)."""
+    request.scope.setdefault("state", {})["model"] = model.name
+
+
+async def run_model(request: Request, model: ModelVersion, feeds) -> dict:
+    """Infer through the model's batcher (bounded wait) and record per-model metrics."""
+    mark_model(request, model)
+    timeout_s = request.app.state.settings.request_timeout_s
+    try:
+        outputs, stats = await asyncio.wait_for(model.infer(feeds), timeout_s)
+    except asyncio.TimeoutError:
+        raise ServiceUnavailable(f"model {model.name!r} did not answer within {timeout_s:g} s", retry_after_s=5) from None
+    request.app.state.metrics.observe_inference(model.name, stats)
+    return outputs

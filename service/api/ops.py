@@ -1,0 +1,44 @@
+"""Operations: the OpenAI-shaped model list and Prometheus metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import RepositoryDep
+from service.responses import JSONBytes
+from service.security import require_api_key
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/v1/models", summary="Every model (OpenAI list shape, plus task, versions, readiness, provider)",
+            dependencies=[Depends(require_api_key)], responses={401: {"description": "Missing or wrong API key"}})
+async def list_models(repo: RepositoryDep) -> JSONBytes:
+    data = []
+    for row_name in sorted(set(repo.discover()) | set(repo.entries)):
+        entry = repo.entries.get(row_name)
+        versions = sorted(entry.versions, key=int) if entry else []
+        first = entry.versions[entry.default_version] if entry and entry.versions else None
+        data.append({
+            "id": row_name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "neuroserve",
+            "task": entry.task if entry else None,
+            "versions": versions,
+            "default_version": entry.default_version if entry else None,
+            "ready": bool(entry and entry.ready),
+            "state": entry.state.value if entry else "UNLOADED",
+            "reason": entry.reason if entry else "",
+            "provider": first.provider if first else None,
+            "description": first.manifest.description if first else "",
+        })
+    return JSONBytes({"object": "list", "data": data})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    state = request.app.state
+    state.metrics.models_ready.set(sum(1 for e in state.repository.entries.values() if e.ready))
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

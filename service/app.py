@@ -1,0 +1,101 @@
+"""create_app(settings): routers, middleware, error rendering and the lifespan (load, warm, drain)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__
+from service.api import oip, ops
+from service.errors import NeuroserveError
+from service.logs import configure_logging
+from service.metrics import Metrics
+from service.middleware import ServingMiddleware
+from service.repository import ModelRepository
+from service.responses import JSONBytes
+from service.settings import Settings
+from service.tasks import task_routers
+
+log = logging.getLogger("neuroserve")
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            return f"request body is not valid JSON: {error.get('ctx', {}).get('error', error.get('msg'))}"
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {error.get('msg')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_json)
+    metrics = Metrics()
+    repository = ModelRepository(settings, metrics)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if not settings.auth_enabled:
+            log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
+        loader = asyncio.create_task(repository.load_all(), name="load-models")
+        app.state.loader = loader
+        try:
+            yield
+        finally:
+            app.state.draining = True
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await loader
+            await repository.close()
+            log.info("shut down")
+
+    app = FastAPI(
+        title="Neuroserve",
+        version=__version__,
+        description="ONNX Runtime model server: Open Inference Protocol v2, task endpoints, OpenAI-compatible chat.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.repository = repository
+    app.state.draining = False
+
+    @app.exception_handler(NeuroserveError)
+    async def _neuroserve_error(request: Request, exc: NeuroserveError):
+        return JSONBytes({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        message = _validation_message(exc)
+        status = 400 if message.startswith("request body is not valid JSON") else 422
+        return JSONBytes({"error": message}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return JSONBytes({"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error")
+        return JSONBytes({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    app.include_router(oip.health)
+    app.include_router(oip.router)
+    app.include_router(oip.repository_router)
+    app.include_router(ops.router)
+    for router in task_routers():
+        app.include_router(router)
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["*"], expose_headers=["Inference-Header-Content-Length", "X-Request-ID"])
+    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, state=app.state)
+    return app

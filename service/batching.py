@@ -1,0 +1,223 @@
+"""Dynamic batching: one bounded queue and one worker per model version.
+
+Concurrent requests are coalesced into one ``session.run`` while their inputs are compatible (same
+trailing shapes, or padded along dim 1 for inputs the manifest lists in ``pad_inputs``). Each
+request gets exactly its own rows back. The blocking run happens in a dedicated thread, so the
+event loop never waits on ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
+from service.manifest import Batching
+
+log = logging.getLogger("neuroserve.batching")
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclass
+class BatchStats:
+    """What the batcher observed for one request (fed to metrics and /stats)."""
+
+    queue_s: float = 0.0
+    compute_s: float = 0.0
+    batch_size: int = 0
+    leader: bool = False  # the first request of its batch: count the batch once
+
+
+@dataclass
+class _Item:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    signature: tuple
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+def _signature(feeds: dict[str, np.ndarray], pad_inputs: dict) -> tuple:
+    """Requests with equal signatures can share one run."""
+    parts = []
+    for name in sorted(feeds):
+        array = feeds[name]
+        trailing = array.shape[2:] if name in pad_inputs else array.shape[1:]
+        parts.append((name, array.dtype.str, array.ndim, trailing))
+    return tuple(parts)
+
+
+def _pad_to(array: np.ndarray, length: int, value) -> np.ndarray:
+    if array.shape[1] == length:
+        return array
+    pad = [(0, 0)] * array.ndim
+    pad[1] = (0, length - array.shape[1])
+    return np.pad(array, pad, constant_values=value)
+
+
+class Batcher:
+    def __init__(self, name: str, runner: Runner, policy: Batching, *, max_queue_size: int | None = None):
+        self.name = name
+        self._runner = runner
+        self.max_batch_size = policy.max_batch_size
+        self.max_delay_s = policy.max_queue_delay_ms / 1000.0
+        self.max_queue_size = max_queue_size or policy.max_queue_size
+        self.pad_inputs = dict(policy.pad_inputs)
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        self._closing = False
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 0
+
+    @property
+    def depth(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._wakeup = asyncio.Event()
+        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+
+    def run_blocking(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Direct call for warm-up (before the worker starts)."""
+        return self._runner(feeds)
+
+    def submit(self, feeds: dict[str, np.ndarray], rows: int) -> asyncio.Future:
+        """Enqueue synchronously (no await before the item is queued: a concurrent reload cannot
+        slip in between resolving the model and queueing on it). Await the returned future."""
+        if self._closing or self._worker is None:
+            raise ServiceUnavailable(f"model {self.name!r} is unloading")
+        if len(self._pending) >= self.max_queue_size:
+            raise ServiceUnavailable(f"model {self.name!r} queue is full ({self.max_queue_size} requests); retry later")
+        if self.batching and rows > self.max_batch_size:
+            raise BadRequest(f"batch size {rows} exceeds the model's max_batch_size {self.max_batch_size}")
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Item(feeds, rows, _signature(feeds, self.pad_inputs), future))
+        self._wakeup.set()
+        return future
+
+    async def infer(self, feeds: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], BatchStats]:
+        return await self.submit(feeds, rows)
+
+    async def close(self, timeout_s: float = 30.0) -> None:
+        """Stop taking requests, finish the queued ones, release the thread."""
+        self._closing = True
+        if self._worker is not None:
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout_s)
+            except asyncio.TimeoutError:
+                self._worker.cancel()
+            for item in self._pending:
+                if not item.future.done():
+                    item.future.set_exception(ServiceUnavailable(f"model {self.name!r} was unloaded"))
+            self._pending.clear()
+        self._executor.shutdown(wait=False)
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            batch = await self._collect()
+            batch = [item for item in batch if not item.future.cancelled()]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                feeds = self._merge(batch)
+                outputs = await loop.run_in_executor(self._executor, self._runner, feeds)
+            except Exception as exc:  # the model raised: fail this batch only, keep serving
+                log.error("inference failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
+                error = exc if isinstance(exc, (BadRequest, ServiceUnavailable)) else InferenceFailed(
+                    f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"
+                )
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(error)
+                continue
+            finished = time.perf_counter()
+            self._split(batch, outputs, started, finished)
+
+    async def _collect(self) -> list[_Item]:
+        first = self._pending.popleft()
+        batch = [first]
+        if not self.batching:
+            return batch
+        rows = first.rows
+        deadline = first.enqueued + self.max_delay_s
+        while rows < self.max_batch_size:
+            taken = self._take_compatible(first.signature, self.max_batch_size - rows)
+            for item in taken:
+                batch.append(item)
+                rows += item.rows
+            remaining = deadline - time.perf_counter()
+            if rows >= self.max_batch_size or remaining <= 0 or self._closing:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                # One last sweep: items may have arrived exactly at the deadline.
+                for item in self._take_compatible(first.signature, self.max_batch_size - rows):
+                    batch.append(item)
+                    rows += item.rows
+                break
+        return batch
+
+    def _take_compatible(self, signature: tuple, room: int) -> list[_Item]:
+        taken, kept = [], collections.deque()
+        while self._pending:
+            item = self._pending.popleft()
+            if item.signature == signature and item.rows <= room and not item.future.cancelled():
+                taken.append(item)
+                room -= item.rows
+            elif not item.future.cancelled():
+                kept.append(item)
+        self._pending = kept
+        return taken
+
+    def _merge(self, batch: list[_Item]) -> dict[str, np.ndarray]:
+        if len(batch) == 1:
+            return batch[0].feeds
+        merged = {}
+        for name in batch[0].feeds:
+            arrays = [item.feeds[name] for item in batch]
+            if name in self.pad_inputs:
+                length = max(array.shape[1] for array in arrays)
+                arrays = [_pad_to(array, length, self.pad_inputs[name]) for array in arrays]
+            merged[name] = np.concatenate(arrays, axis=0)
+        return merged
+
+    def _split(self, batch: list[_Item], outputs: dict[str, np.ndarray], started: float, finished: float) -> None:
+        total_rows = sum(item.rows for item in batch)
+        offset = 0
+        for index, item in enumerate(batch):
+            if len(batch) == 1:
+                own = outputs
+            else:
+                own = {
+                    name: value[offset : offset + item.rows]
+                    if value.ndim > 0 and value.shape[0] == total_rows
+                    else value
+                    for name, value in outputs.items()
+                }
+            offset += item.rows
+            stats = BatchStats(queue_s=started - item.enqueued, compute_s=finished - started, batch_size=total_rows, leader=index == 0)
+            if not item.future.done():
+                item.future.set_result((own, stats))

@@ -1,0 +1,51 @@
+"""The `neuroserve` command: `neuroserve serve --host --port --models DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    overrides = {key: value for key, value in {"host": args.host, "port": args.port, "models_dir": args.models}.items() if value is not None}
+    settings = Settings(**overrides)
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # create_app configured JSON logging
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        limit_concurrency=args.limit_concurrency,
+        backlog=2048,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroserve", description="Neuroserve model server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP server")
+    serve.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, or NEUROSERVE_HOST)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8000, or NEUROSERVE_PORT)")
+    serve.add_argument("--models", type=Path, default=None, help="model repository folder (default: the repository's models/)")
+    serve.add_argument("--limit-concurrency", type=int, default=1024,
+                       help="connections uvicorn serves at once before answering 503 (default 1024)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The manifest of one model in the repository: ``models/<name>/manifest.json``.
+
+Layout (Triton-style)::
+
+    models/<name>/manifest.json
+    models/<name>/<version>/model.onnx
+    models/<name>/<any file the manifest names, e.g. tokenizer.json>
+
+The manifest describes what the server cannot read from the ONNX graph itself: the task, labels,
+preprocessing, batching policy, provenance and validation metrics. Tensor names, types and shapes
+declared here are checked against the ONNX session at load time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.errors import ModelLoadError
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+MANIFEST_FILE = "manifest.json"
+MODEL_FILE = "model.onnx"
+
+# Open Inference Protocol datatypes (the ones ONNX Runtime can produce or consume).
+DATATYPES = (
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BYTES",
+)
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name))
+
+
+def valid_version(version: str) -> bool:
+    return bool(VERSION_RE.fullmatch(version))
+
+
+class TensorSpec(BaseModel):
+    """One input or output; -1 marks a dynamic dimension."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+    @field_validator("datatype")
+    @classmethod
+    def _known_datatype(cls, value: str) -> str:
+        if value not in DATATYPES:
+            raise ValueError(f"unknown datatype {value!r}; expected one of {', '.join(DATATYPES)}")
+        return value
+
+
+class Batching(BaseModel):
+    """Dynamic batching policy. max_batch_size 0 disables batching (requests run one by one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(default=32, ge=0, le=4096)
+    max_queue_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    max_queue_size: int = Field(default=256, ge=1, le=100_000)
+    # Inputs whose dimension 1 varies per request (token ids); padded with pad_value per batch.
+    pad_inputs: dict[str, int | float] = Field(default_factory=dict)
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    task: str = Field(description="task family, e.g. image-classification, tumor-detection, tensor")
+    description: str = ""
+    default_version: str | None = Field(default=None, description="served when no version is asked; latest otherwise")
+    priority: int = Field(default=0, description="the highest-priority ready model of a task is that task's default")
+    inputs: list[TensorSpec] = Field(default_factory=list)
+    outputs: list[TensorSpec] = Field(default_factory=list)
+    labels: list[str] = Field(default_factory=list)
+    preprocessing: dict[str, Any] = Field(default_factory=dict)
+    tokenizer: str | None = Field(default=None, description="tokenizer file, relative to the model folder")
+    batching: Batching = Field(default_factory=Batching)
+    parameters: dict[str, Any] = Field(default_factory=dict, description="task-specific settings, e.g. threshold")
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not valid_name(value):
+            raise ValueError(f"invalid model name {value!r}: lower-case letters, digits, '.', '_', '-'")
+        return value
+
+    @field_validator("default_version")
+    @classmethod
+    def _valid_version(cls, value: str | None) -> str | None:
+        if value is not None and not valid_version(value):
+            raise ValueError(f"invalid version {value!r}: a positive integer")
+        return value
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+
+def read_manifest(model_dir: Path) -> Manifest:
+    path = model_dir / MANIFEST_FILE
+    try:
+        raw = orjson.loads(path.read_bytes())
+        manifest = Manifest.model_validate(raw)
+    except FileNotFoundError as exc:
+        raise ModelLoadError(f"{path} is missing") from exc
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise ModelLoadError(f"{path} is invalid: {exc}") from exc
+    if manifest.name != model_dir.name:
+        raise ModelLoadError(f"{path}: name {manifest.name!r} does not match folder {model_dir.name!r}")
+    return manifest
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
+    path = model_dir / MANIFEST_FILE
+    path.write_bytes(orjson.dumps(manifest.model_dump(exclude_none=True), option=orjson.OPT_INDENT_2) + b"\n")
+    return path

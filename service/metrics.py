@@ -1,0 +1,43 @@
+"""Prometheus collectors, one registry per app (so tests can build several apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "neuroserve_requests", "HTTP requests by model, route and status", ["model", "route", "status"], registry=r
+        )
+        self.request_latency = Histogram(
+            "neuroserve_request_duration_seconds", "Whole request time by route", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_latency = Histogram(
+            "neuroserve_queue_duration_seconds", "Time a request waited in its model's batch queue", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.compute_latency = Histogram(
+            "neuroserve_compute_duration_seconds", "session.run time of the batch a request rode in", ["model"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_size = Histogram(
+            "neuroserve_batch_size", "Rows per session.run", ["model"], buckets=BATCH_BUCKETS, registry=r
+        )
+        self.in_flight = Gauge("neuroserve_in_flight_requests", "Requests being handled now", registry=r)
+        self.load_failures = Counter(
+            "neuroserve_model_load_failures", "Model loads that failed", ["model"], registry=r
+        )
+        self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r)
+
+    def observe_inference(self, model: str, stats) -> None:
+        """Queue and compute time per request; batch size once per batch (its leader reports it)."""
+        self.queue_latency.labels(model=model).observe(stats.queue_s)
+        self.compute_latency.labels(model=model).observe(stats.compute_s)
+        if stats.leader:
+            self.batch_size.labels(model=model).observe(stats.batch_size)

@@ -1,0 +1,110 @@
+"""One pure-ASGI middleware for every request: request id, body limit, drain, metrics, access log.
+
+Pure ASGI (not BaseHTTPMiddleware) because it sits on the hot path of every inference.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+import orjson
+
+from service.logs import request_id_var
+from service.metrics import Metrics
+
+log = logging.getLogger("neuroserve.access")
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+UNMETERED = {"/metrics", "/v2/health/live", "/v2/health/ready"}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _error(status: int, message: str, extra_headers: list[tuple[bytes, bytes]] = ()) -> tuple[dict, dict]:
+    body = orjson.dumps({"error": message})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
+    return {"type": "http.response.start", "status": status, "headers": headers}, {"type": "http.response.body", "body": body}
+
+
+class ServingMiddleware:
+    def __init__(self, app, *, metrics: Metrics, max_body_bytes: int, state):
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.state = state  # app.state: draining flag lives there
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status_holder = [500]
+        response_started = [False]
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                response_started[0] = True
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), id_header]
+            await send(message)
+
+        async def respond(status: int, text: str, extra=()):
+            start, body = _error(status, text, list(extra))
+            await send_wrapper(start)
+            await send_wrapper(body)
+
+        self.metrics.in_flight.inc()
+        try:
+            if getattr(self.state, "draining", False) and scope["path"] not in UNMETERED:
+                await respond(503, "server is shutting down", [(b"retry-after", b"5"), (b"connection", b"close")])
+                return
+            declared = headers.get(b"content-length")
+            if declared is not None:
+                try:
+                    too_big = int(declared) > self.max_body_bytes
+                except ValueError:
+                    await respond(400, "Content-Length is not an integer")
+                    return
+                if too_big:
+                    await respond(413, f"request body exceeds {self.max_body_bytes} bytes")
+                    return
+            received = [0]
+
+            async def receive_limited():
+                message = await receive()
+                if message["type"] == "http.request":
+                    received[0] += len(message.get("body", b""))
+                    if received[0] > self.max_body_bytes:
+                        raise BodyTooLarge()
+                return message
+
+            try:
+                await self.app(scope, receive_limited, send_wrapper)
+            except BodyTooLarge:
+                if not response_started[0]:
+                    await respond(413, f"request body exceeds {self.max_body_bytes} bytes")
+        finally:
+            self.metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            if route_path not in UNMETERED:
+                model = scope["state"].get("model", "")
+                self.metrics.requests.labels(model=model, route=route_path, status=str(status_holder[0])).inc()
+                self.metrics.request_latency.labels(route=route_path).observe(elapsed)
+                log.info(
+                    "request",
+                    extra={"method": scope["method"], "path": scope["path"], "status": status_holder[0],
+                           "duration_ms": round(elapsed * 1000, 3), "model": model or None},
+                )
+            request_id_var.reset(token)

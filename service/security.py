@@ -1,0 +1,50 @@
+"""Bearer API keys: one set for inference, a separate admin key for the repository API."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from service.errors import Forbidden, Unauthorized
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.strip()
+
+
+def _matches(token: str, keys) -> bool:
+    # Compare against every key without stopping early, in constant time per key.
+    found = False
+    for key in keys:
+        found |= hmac.compare_digest(token.encode(), key.get_secret_value().encode())
+    return found
+
+
+def require_api_key(request: Request) -> None:
+    settings = request.app.state.settings
+    if not settings.auth_enabled:
+        return
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized()
+    keys = list(settings.api_keys) + ([settings.admin_key] if settings.admin_key else [])
+    if not _matches(token, keys):
+        raise Unauthorized()
+
+
+def require_admin_key(request: Request) -> None:
+    settings = request.app.state.settings
+    if not settings.auth_enabled:
+        return
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("the repository API needs the admin key")
+    if settings.admin_key is None or not _matches(token, [settings.admin_key]):
+        if _matches(token, settings.api_keys):
+            raise Forbidden("this key may not use the repository API; it needs the admin key")
+        raise Unauthorized("the repository API needs the admin key")

@@ -1,0 +1,65 @@
+"""Server settings: environment variables with the NEUROSERVE_ prefix, or a .env file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def _default_threads() -> int:
+    # ORT's intra-op pool per session; leave a core for the event loop on bigger machines.
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores if cores <= 2 else cores - 1))
+
+
+class Settings(BaseSettings):
+    """Every field is documented in the README's settings table (generated from these docstrings)."""
+
+    model_config = SettingsConfigDict(env_prefix="NEUROSERVE_", env_file=".env", extra="ignore")
+
+    host: str = Field(default="127.0.0.1", description="Address to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to bind.")
+    models_dir: Path = Field(default=DEFAULT_MODELS_DIR, description="Model repository folder (models/<name>/<version>/model.onnx).")
+    load_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated model names to load at start; empty loads every model found."
+    )
+    providers: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="ONNX Runtime execution provider: auto uses CUDA when onnxruntime offers it, else CPU."
+    )
+    intra_op_threads: int = Field(default_factory=_default_threads, ge=1, le=256, description="ORT intra-op threads per session.")
+    inter_op_threads: int = Field(default=1, ge=1, le=64, description="ORT inter-op threads per session.")
+    ort_spinning: bool = Field(default=True, description="Let ORT worker threads spin between runs (lower latency, more CPU).")
+    warmup_runs: int = Field(default=2, ge=0, le=100, description="Inference runs on dummy input per model before it is marked ready.")
+    strict_readiness: bool = Field(
+        default=False, description="When true /v2/health/ready stays 503 while any model failed to load; when false it lists them."
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
+    max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest gzip/deflate body after decompression.")
+    max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
+    request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
+    drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated API keys (Authorization: Bearer). Empty disables auth (a warning is logged)."
+    )
+    admin_key: SecretStr | None = Field(default=None, description="Key for the repository API (load/unload/index). Unset: that API refuses everyone when api_keys are set, else it is open.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Comma-separated origins allowed by CORS; empty disables CORS.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_json: bool = Field(default=True, description="JSON log lines (one object a line) instead of plain text.")
+
+    @field_validator("load_models", "api_keys", "cors_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys) or self.admin_key is not None

@@ -1,0 +1,55 @@
+"""``neuroserve-train`` / ``python -m training``: prepare, train, evaluate and export models.
+
+    neuroserve-train train cifar10 --epochs 10 --seed 0
+    neuroserve-train evaluate cifar10
+    neuroserve-train export cifar10            # writes models/cifar10-resnet and models/cifar10-int8
+    neuroserve-train prepare tumor --source Training/ --out /tmp/tumor/train.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from training.recipes import REGISTRY, get_recipe
+
+COMMANDS = {
+    "prepare": "convert a raw source (tarball / image folder tree) into the npz the readers expect",
+    "train": "train a model; checkpoints each epoch under --checkpoint-dir/<task>/last.pt",
+    "evaluate": "validation metrics (with confidence intervals) of the last checkpoint",
+    "export": "ONNX export with preprocessing baked in + parity check + manifest + model card",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroserve-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("task", choices=sorted(REGISTRY), help="task to run")
+        p.add_argument("--data-dir", help="root holding <task>/ data (default: $NEUROSERVE_DATA_DIR or ../shared/data)")
+        p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+        p.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+        p.add_argument("--out", help="prepare: output npz; export: models root (default models/); "
+                                     "evaluate: write metrics JSON here")
+        p.add_argument("--checkpoint-dir", help="default: $NEUROSERVE_CHECKPOINT_DIR or ~/.cache/neuroserve/checkpoints")
+        p.add_argument("--checkpoint", help="evaluate/export: a checkpoint file (default <checkpoint-dir>/<task>/last.pt)")
+        p.add_argument("--resume", action="store_true", help="train: continue from the last checkpoint")
+        p.add_argument("--source", help="prepare: the raw source (tarball or folder tree)")
+        p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    recipe = get_recipe(args.task)
+    return int(getattr(recipe, args.command)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

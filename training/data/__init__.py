@@ -1,0 +1,1 @@
+"""Readers and ``prepare`` converters, one module per dataset."""
