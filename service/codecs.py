@@ -82,12 +82,14 @@ def _json_array(data: Any, datatype: str, shape: list[int], where: str) -> np.nd
         raw = np.asarray(data)
     except ValueError as exc:  # ragged nesting
         raise _fail(f"{where}: data is not a rectangular array: {exc}") from None
+    target = DATATYPE_TO_NUMPY[datatype]
+    if target.kind == "u" and raw.dtype.kind in "fO":
+        raw = _big_unsigned(data, target, where)  # above 2**63 numpy infers float or object
     if raw.size != expected:
         raise _fail(f"{where}: {raw.size} values for shape {shape} ({expected} expected)")
     if raw.size and raw.dtype == object:
         raise _fail(f"{where}: data must hold only {datatype} values")
     kind = raw.dtype.kind if raw.size else None
-    target = DATATYPE_TO_NUMPY[datatype]
     if kind is not None:
         if datatype == "BOOL" and kind != "b":
             raise _fail(f"{where}: BOOL data must be true/false")
@@ -105,6 +107,16 @@ def _json_array(data: Any, datatype: str, shape: list[int], where: str) -> np.nd
     except (OverflowError, FloatingPointError):
         raise _fail(f"{where}: values out of range for {datatype}") from None
     return array.reshape(shape)
+
+
+def _big_unsigned(data: list, target: np.dtype, where: str) -> np.ndarray:
+    flat = _flatten(data, where)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in flat):
+        raise _fail(f"{where}: {target.name.upper()} data must be integers")
+    try:
+        return np.array(data, dtype=target)
+    except (OverflowError, ValueError):
+        raise _fail(f"{where}: values out of range for {target.name.upper()}") from None
 
 
 def _flatten(data: list, where: str, depth: int = 0) -> list:
@@ -251,12 +263,10 @@ def _bytes_blob(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def _json_data(array: np.ndarray) -> list:
+def _json_data(array: np.ndarray) -> list | np.ndarray:
     if array.dtype == object or array.dtype.kind in "SU":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
-    if array.dtype == np.float16:
-        array = array.astype(np.float32)
-    return array.reshape(-1).tolist()
+    return np.ascontiguousarray(array).reshape(-1)  # orjson writes numpy arrays natively (shortest repr per dtype)
 
 
 def encode_infer_response(

@@ -162,6 +162,16 @@ def _decode_body(request: Request, body: bytes) -> bytes:
     return out
 
 
+def _ort_strings(array: np.ndarray, name: str) -> np.ndarray:
+    """ORT string tensors take Python str; BYTES elements must therefore be UTF-8."""
+    out = np.empty(array.shape, dtype=object)
+    try:
+        out.reshape(-1)[:] = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
+    except UnicodeDecodeError:
+        raise BadRequest(f"input {name!r}: BYTES elements must be UTF-8 for this model") from None
+    return out
+
+
 def _feeds(model: ModelVersion, inputs) -> dict[str, np.ndarray]:
     specs = {spec.name: spec for spec in model.session.inputs}
     feeds = {}
@@ -174,7 +184,9 @@ def _feeds(model: ModelVersion, inputs) -> dict[str, np.ndarray]:
         if len(item.shape) != len(spec.shape) or any(d != -1 and d != s for d, s in zip(spec.shape, item.shape)):
             raise BadRequest(f"input {item.name!r}: shape {item.shape} does not fit the model's {spec.shape}")
         array = item.array
-        if not array.flags.c_contiguous or array.dtype != DATATYPE_TO_NUMPY[spec.datatype]:
+        if spec.datatype == "BYTES":
+            array = _ort_strings(array, item.name)
+        elif not array.flags.c_contiguous or array.dtype != DATATYPE_TO_NUMPY[spec.datatype]:
             array = np.ascontiguousarray(array, dtype=DATATYPE_TO_NUMPY[spec.datatype])
         feeds[item.name] = array
     missing = sorted(set(specs) - set(feeds))

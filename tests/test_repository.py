@@ -1,0 +1,153 @@
+"""The model repository: manifests checked against graphs, failures isolated, atomic reload, safe names."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import shutil
+
+import pytest
+
+from tests.onnx_models import add_sub, lookup, write_model
+
+
+@pytest.fixture
+def own_repo(tmp_path):
+    root = tmp_path / "models"
+    write_model(root, "add-sub", add_sub(), batching={"max_batch_size": 8, "max_queue_delay_ms": 1})
+    write_model(root, "lookup", lookup())
+    return root
+
+
+def _infer_add(client, model="add-sub", version=None):
+    path = f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/infer"
+    body = {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+                       {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}]}
+    return client.post(path, json=body)
+
+
+@pytest.mark.parametrize("breakage,fragment", [
+    (lambda f: (f / "1" / "model.onnx").write_bytes(b"garbage"), "could not load"),
+    (lambda f: (f / "1" / "model.onnx").unlink(), "missing"),
+    (lambda f: (f / "manifest.json").write_text("{"), "invalid"),
+    (lambda f: (f / "manifest.json").write_text(json.dumps({"name": "other", "task": "t"})), "does not match"),
+    (lambda f: (f / "manifest.json").write_text(json.dumps(
+        {"name": "broken", "task": "t", "inputs": [{"name": "a", "datatype": "INT8", "shape": [-1, 4]}]})), "graph has FP32"),
+    (lambda f: (f / "manifest.json").write_text(json.dumps(
+        {"name": "broken", "task": "t", "outputs": [{"name": "nope", "datatype": "FP32", "shape": [-1]}]})), "not in the graph"),
+    (lambda f: shutil.rmtree(f / "1"), "no version folder"),
+])
+def test_a_broken_model_is_reported_and_the_others_serve(make_client, own_repo, breakage, fragment):
+    folder = write_model(own_repo, "broken", add_sub())
+    breakage(folder)
+    client = make_client(models_dir=own_repo)
+    ready = client.get("/v2/health/ready").json()
+    assert fragment in ready["failed"]["broken"]
+    listing = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    assert listing["broken"]["state"] == "UNAVAILABLE" and fragment in listing["broken"]["reason"]
+    assert client.get("/v2/models/broken/ready").status_code == 503
+    assert _infer_add(client, "broken").status_code == 503
+    assert _infer_add(client).status_code == 200
+    assert 'neuroserve_model_load_failures_total{model="broken"} 1.0' in client.get("/metrics").text
+
+
+def test_strict_readiness_stays_503_while_a_model_failed(make_client, own_repo):
+    (write_model(own_repo, "broken", add_sub()) / "1" / "model.onnx").write_bytes(b"junk")
+    client = make_client(models_dir=own_repo, strict_readiness=True, wait=False)
+    import time
+    time.sleep(1.5)
+    response = client.get("/v2/health/ready")
+    assert response.status_code == 503 and "broken" in response.json()["failed"]
+
+
+def test_versions_and_default_version(make_client, own_repo):
+    write_model(own_repo, "multi", add_sub(), versions=("1", "2", "10"))
+    client = make_client(models_dir=own_repo)
+    assert client.get("/v2/models/multi").json()["versions"] == ["1", "2", "10"]
+    assert _infer_add(client, "multi").json()["model_version"] == "10"
+    assert _infer_add(client, "multi", "2").json()["model_version"] == "2"
+    write_model(own_repo, "pinned", add_sub(), versions=("1", "2"), default_version="1")
+    client2 = make_client(models_dir=own_repo)
+    assert _infer_add(client2, "pinned").json()["model_version"] == "1"
+
+
+def test_unload_load_and_index(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    index = client.post("/v2/repository/index").json()
+    assert {"name": "add-sub", "version": "1", "state": "READY", "reason": ""} in index
+    assert client.post("/v2/repository/models/add-sub/unload").json()["state"] == "UNLOADED"
+    assert _infer_add(client).status_code == 404
+    assert {"name": "add-sub", "state": "UNLOADED", "reason": ""} in client.post("/v2/repository/index").json()
+    assert client.post("/v2/repository/models/add-sub/load").status_code == 200
+    assert _infer_add(client).status_code == 200
+
+
+def test_a_new_model_dropped_in_is_loaded_without_restart(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    assert _infer_add(client, "late").status_code == 404
+    write_model(own_repo, "late", add_sub())
+    assert client.post("/v2/repository/models/late/load").status_code == 200
+    assert _infer_add(client, "late").status_code == 200
+
+
+def test_reload_is_atomic_under_load(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    write_model(own_repo, "add-sub", add_sub(), versions=("1", "2"), batching={"max_batch_size": 8, "max_queue_delay_ms": 1})
+
+    def hammer(_):
+        return _infer_add(client).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(hammer, i) for i in range(120)]
+        for _ in range(3):
+            assert client.post("/v2/repository/models/add-sub/load").status_code == 200
+        codes = [f.result() for f in futures]
+    assert codes == [200] * 120
+    assert client.get("/v2/models/add-sub").json()["versions"] == ["1", "2"]
+
+
+def test_a_failed_reload_keeps_the_old_version_serving(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    (own_repo / "add-sub" / "1" / "model.onnx").write_bytes(b"corrupt")
+    response = client.post("/v2/repository/models/add-sub/load")
+    assert response.status_code == 400 and "still serving" in response.json()["error"]
+    assert _infer_add(client).status_code == 200
+
+
+@pytest.mark.parametrize("name", ["..", "a/b", "%2e%2e%2fetc", "x" * 100, "Bad"])
+def test_repository_api_refuses_names_outside_the_repository(make_client, own_repo, name):
+    client = make_client(models_dir=own_repo)
+    response = client.post(f"/v2/repository/models/{name}/load")
+    assert response.status_code in (400, 404), response.text
+    assert "error" in response.json()
+
+
+def test_load_of_a_missing_model_is_404(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    assert client.post("/v2/repository/models/ghost/load").status_code == 404
+    assert client.post("/v2/repository/models/ghost/unload").status_code == 404
+
+
+def test_model_lookup_for_tasks(make_client, own_repo):
+    write_model(own_repo, "cls-a", add_sub(), task="demo")
+    write_model(own_repo, "cls-b", add_sub(), task="demo", priority=5)
+    client = make_client(models_dir=own_repo)
+    repo = client.app.state.repository
+    assert repo.for_task("demo", None).name == "cls-b"
+    assert repo.for_task("demo", "cls-a:1").name == "cls-a"
+    from service.errors import BadRequest, NotFound, ServiceUnavailable
+    with pytest.raises(BadRequest):
+        repo.for_task("demo", "lookup")
+    with pytest.raises(NotFound):
+        repo.for_task("demo", "cls-a:7")
+    with pytest.raises(ServiceUnavailable):
+        repo.for_task("nothing", None)
+
+
+def test_resources_cannot_escape_the_model_folder(make_client, own_repo):
+    client = make_client(models_dir=own_repo)
+    model = client.app.state.repository.get("add-sub")
+    from service.errors import ModelLoadError
+    with pytest.raises(ModelLoadError):
+        model.resource("../lookup/manifest.json")
+    assert model.resource("manifest.json").name == "manifest.json"
