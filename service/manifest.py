@@ -65,7 +65,8 @@ class Batching(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_batch_size: int = Field(default=32, ge=0, le=4096)
-    max_queue_delay_ms: float = Field(default=2.0, ge=0, le=1000)
+    # 0: no waiting; requests that arrive while a run is in progress still share the next run.
+    max_queue_delay_ms: float = Field(default=0.0, ge=0, le=1000)
     max_queue_size: int = Field(default=256, ge=1, le=100_000)
     # Inputs whose dimension 1 varies per request (token ids); padded with pad_value per batch.
     pad_inputs: dict[str, int | float] = Field(default_factory=dict)

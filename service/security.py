@@ -25,7 +25,7 @@ def _matches(token: str, keys) -> bool:
     return found
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     settings = request.app.state.settings
     if not settings.auth_enabled:
         return
@@ -37,7 +37,7 @@ def require_api_key(request: Request) -> None:
         raise Unauthorized()
 
 
-def require_admin_key(request: Request) -> None:
+async def require_admin_key(request: Request) -> None:
     settings = request.app.state.settings
     if not settings.auth_enabled:
         return

@@ -11,7 +11,7 @@ from service.errors import ServiceUnavailable
 from service.repository import ModelRepository, ModelVersion
 
 
-def get_repository(request: Request) -> ModelRepository:
+async def get_repository(request: Request) -> ModelRepository:  # async: sync deps cost a threadpool hop
     return request.app.state.repository
 
 
