@@ -1,0 +1,20 @@
+"""The README documents every setting (its table is generated from service.settings)."""
+
+from pathlib import Path
+
+from scripts.settings_table import settings_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_settings_table_is_current():
+    assert settings_table() in (ROOT / "README.md").read_text(), "run scripts/settings_table.py and paste its output"
+
+
+def test_readme_opens_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    first_block = text.split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
+    assert commands == ["./scripts/serve.sh", "./scripts/test.sh"]
+    assert (ROOT / "scripts" / "serve.sh").exists() and (ROOT / "scripts" / "test.sh").exists()
+    assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
