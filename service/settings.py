@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 beyond).")
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest gzip/deflate body after decompression.")
+    max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images one vision request may carry (413 beyond).")
+    max_image_pixels: int = Field(default=36_000_000, ge=1, description="Pixels one image may have, read from its header before decoding (413 beyond).")
     max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
     drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")

@@ -106,6 +106,30 @@ def small_cnn(size: int = 32, channels: int = 3, classes: int = 10, width: int =
     )
 
 
+def tiny_tumor(size: int = 64) -> onnx.ModelProto:
+    """uint8 [batch,64,64,1] -> tumor_probability = mean brightness, subtype_probabilities = softmax of it."""
+    inits = [
+        numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+        numpy_helper.from_array(np.array([-1, 1], dtype=np.int64), "column"),
+        numpy_helper.from_array(np.array([[-4.0, 4.0, 0.0, 1.0]], np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["f", "scale"], ["fs"]),
+        helper.make_node("ReduceMean", ["fs"], ["tumor_probability"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Reshape", ["tumor_probability", "column"], ["col"]),
+        helper.make_node("MatMul", ["col", "w"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["subtype_probabilities"], axis=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", size, size, 1])],
+        [helper.make_tensor_value_info("tumor_probability", TensorProto.FLOAT, ["batch"]),
+         helper.make_tensor_value_info("subtype_probabilities", TensorProto.FLOAT, ["batch", 4])],
+        inits,
+    )
+
+
 def write_model(root: Path, name: str, model: onnx.ModelProto | bytes, *, task: str = "tensor",
                 versions=("1",), batching: dict | None = None, **manifest) -> Path:
     folder = root / name
@@ -136,4 +160,8 @@ def build_repository(root: Path) -> Path:
     write_model(root, "tiny-cnn", small_cnn(), task="image-classification", labels=CIFAR_LABELS,
                 preprocessing={"layout": "NHWC", "dtype": "uint8", "height": 32, "width": 32, "channels": 3},
                 batching={"max_batch_size": 32, "max_queue_delay_ms": 2})
+    write_model(root, "tiny-tumor", tiny_tumor(), task="tumor-detection", labels=["none", "glioma", "meningioma", "pituitary"],
+                preprocessing={"layout": "NHWC", "dtype": "uint8", "height": 64, "width": 64, "channels": 1,
+                               "pad_to_square": True, "resize": "lanczos"},
+                parameters={"threshold": 0.5}, batching={"max_batch_size": 4, "max_queue_delay_ms": 0})
     return root

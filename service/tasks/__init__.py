@@ -9,7 +9,7 @@ import importlib
 
 from fastapi import APIRouter
 
-TASK_MODULES: list[str] = []
+TASK_MODULES: list[str] = ["vision"]
 
 
 def task_routers() -> list[APIRouter]:
