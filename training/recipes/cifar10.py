@@ -207,7 +207,7 @@ class Cifar10Recipe(Recipe):
                 step = state["step"]
                 if step % cfg.lookahead_every == 0:
                     lookahead.update(model, decay=float(alpha[step]))
-                tot_loss += float(loss)
+                tot_loss += float(loss.detach())
                 tot_correct += float((out.argmax(1) == yb).sum())
                 seen += len(yb)
                 bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
@@ -218,10 +218,12 @@ class Cifar10Recipe(Recipe):
 
         def evaluate(epoch: int) -> dict[str, float]:
             logits = predict_logits(model, x_val, tta=0)
-            logits_tta = predict_logits(model, x_val, tta=1)
-            return {"val_loss": float(F.cross_entropy(logits, y_val)),
-                    "val_acc": float((logits.argmax(1) == y_val).float().mean()),
-                    "val_acc_tta": float((logits_tta.argmax(1) == y_val).float().mean())}
+            row = {"val_loss": float(F.cross_entropy(logits, y_val)),
+                   "val_acc": float((logits.argmax(1) == y_val).float().mean())}
+            if epoch == cfg.epochs - 1:  # TTA doubles the cost: only for the final weights
+                logits_tta = predict_logits(model, x_val, tta=1)
+                row["val_acc_tta"] = float((logits_tta.argmax(1) == y_val).float().mean())
+            return row
 
         def get_state() -> dict[str, Any]:
             return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
@@ -288,10 +290,5 @@ class Cifar10SmallRecipe(Cifar10Recipe):
 
 
 def command_line() -> str:
-    argv = list(sys.argv)
-    prog = Path(argv[0]).name
-    if prog in ("__main__.py", "-m"):
-        argv[0] = "python -m training"
-    elif prog in ("neuroserve-train", "cli.py"):
-        argv[0] = "neuroserve-train"
-    return shlex.join(argv)
+    """How this process was started, as one shell line (``python -m training`` shown as ``neuroserve-train``)."""
+    return shlex.join(["neuroserve-train", *sys.argv[1:]])

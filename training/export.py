@@ -1,0 +1,174 @@
+"""ONNX export with the preprocessing baked in, a torch-vs-onnxruntime parity check, INT8
+quantisation and a latency benchmark.
+
+The served graphs take RAW uint8 pixels, NHWC, exactly as decoded from an image file:
+uint8 -> float, /255, (x - mean) / std, NHWC -> NCHW all happen inside the graph.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+PARITY_ATOL = 1e-4
+PARITY_BATCHES = (1, 3, 64)
+
+
+class ParityError(AssertionError):
+    pass
+
+
+class Normalize(nn.Module):
+    """uint8 NHWC -> normalised float32 NCHW."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return (x - self.mean) * self.inv_std
+
+
+class ImageClassifier(nn.Module):
+    """RAW uint8 NHWC images -> class probabilities; optional horizontal-flip TTA (mean of logits)."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], flip_tta: bool = True):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+        self.flip_tta = flip_tta
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.normalize(images)
+        logits = self.net(x)
+        if self.flip_tta:
+            logits = 0.5 * (logits + self.net(torch.flip(x, dims=[3])))
+        return torch.softmax(logits, dim=1)
+
+
+def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
+                output_names: Sequence[str], dynamo: bool = True) -> Path:
+    """Export with a dynamic batch axis, as one file (no external data)."""
+    module = module.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=[input_name],
+                              output_names=list(output_names), dynamic_shapes={"images": {0: "batch"}},
+                              external_data=False, verbose=False)
+        else:
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
+                              output_names=list(output_names), opset_version=17,
+                              dynamic_axes={input_name: {0: "batch"}, **{o: {0: "batch"} for o in output_names}})
+    data_file = Path(str(path) + ".data")
+    if data_file.exists():
+        raise RuntimeError(f"{path}: exporter wrote external data; expected one file")
+    return path
+
+
+def ort_session(path: Path, threads: int = 2, optimize: bool = True):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def parity_check(module: nn.Module, path: Path, make_input: Callable[[int], np.ndarray],
+                 batches: Sequence[int] = PARITY_BATCHES, atol: float = PARITY_ATOL) -> dict[str, float]:
+    """Max |torch - onnxruntime| per output over several batch sizes; raises ParityError above atol."""
+    sess = ort_session(path)
+    names = [o.name for o in sess.get_outputs()]
+    worst: dict[str, float] = {}
+    module = module.eval()
+    for b in batches:
+        x = make_input(b)
+        with torch.no_grad():
+            ref = module(torch.from_numpy(x))
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        got = sess.run(None, {sess.get_inputs()[0].name: x})
+        for name, r, g in zip(names, ref, got):
+            if tuple(r.shape) != tuple(g.shape):
+                raise ParityError(f"{path}: output {name} shape {tuple(g.shape)} != torch {tuple(r.shape)} at batch {b}")
+            diff = float(np.max(np.abs(r.numpy().astype(np.float64) - g.astype(np.float64)))) if g.size else 0.0
+            worst[f"{name}@{b}"] = diff
+    bad = {k: v for k, v in worst.items() if not v <= atol}
+    if bad:
+        raise ParityError(f"{path}: torch vs onnxruntime differ by more than {atol}: {bad}")
+    return {"max_abs_diff": max(worst.values()), "batches": list(batches), "atol": atol}
+
+
+def random_images(shape: Sequence[int], seed: int = 0) -> Callable[[int], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return lambda b: rng.integers(0, 256, size=(b, *shape), dtype=np.uint8)
+
+
+def benchmark(path: Path, images: np.ndarray, batches: Sequence[int] = (1, 64), threads: int = 2,
+              repeats: int = 50, warmup: int = 5) -> dict[str, float]:
+    """Median latency (ms) of one ORT run on the CPU at each batch size."""
+    sess = ort_session(path, threads=threads)
+    name = sess.get_inputs()[0].name
+    out: dict[str, float] = {}
+    for b in batches:
+        x = images[:b]
+        if len(x) < b:
+            x = np.resize(images, (b, *images.shape[1:]))
+        for _ in range(warmup):
+            sess.run(None, {name: x})
+        times = []
+        for _ in range(repeats if b == 1 else max(10, repeats // 3)):
+            t0 = time.perf_counter()
+            sess.run(None, {name: x})
+            times.append((time.perf_counter() - t0) * 1000)
+        out[f"batch{b}_median_ms"] = round(statistics.median(times), 3)
+    out["threads"] = threads
+    return out
+
+
+def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarray, input_name: str = "images",
+                         per_channel: bool = True) -> Path:
+    """Static QDQ INT8 of Conv/MatMul/Gemm, calibrated (MinMax) on ``calibration`` (uint8 NHWC images)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{input_name: calibration[i : i + 32]} for i in range(0, len(calibration), 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    pre = out_path.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=per_channel,
+                        op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    finally:
+        if pre.exists():
+            pre.unlink()
+    for leftover in out_path.parent.glob("*.onnx.data"):
+        leftover.unlink()
+    return out_path
+
+
+def file_size(path: Path) -> int:
+    return os.path.getsize(path)

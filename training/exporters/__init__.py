@@ -1,0 +1,1 @@
+"""Per-task export + model-card writers (they read a checkpoint, never train)."""

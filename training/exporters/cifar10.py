@@ -1,0 +1,286 @@
+"""Export the CIFAR-10 models: fp32 ONNX (+ INT8 for the full model), parity, metrics, latency, cards."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training import cards, metrics
+from training.data import cifar10 as data
+from training.export import (ImageClassifier, benchmark, export_onnx, file_size, ort_session, parity_check,
+                             quantize_static_int8, random_images)
+from training.loop import git_commit, hardware
+from training.nets.airbench import count_parameters
+
+PREPROCESSING = {
+    "layout": "NHWC", "dtype": "uint8", "height": 32, "width": 32, "channels": 3, "color": "RGB",
+    "resize": "bilinear", "range": [0, 255],
+    "in_graph": "x/255, (x - mean) / std per channel, NHWC->NCHW, horizontal-flip TTA, softmax",
+    "mean": list(data.MEAN), "std": list(data.STD),
+}
+BATCHING = {"max_batch_size": 64, "max_queue_delay_ms": 2}
+IO = {
+    "inputs": [{"name": "images", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
+    "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
+}
+
+
+def clean_command(command: str) -> str:
+    """Checkpoints written before the command_line() fix quote 'python -m training'."""
+    return command.replace("'python -m training'", "neuroserve-train").replace(" --resume", "")
+
+
+def ort_predict(path: Path, x: np.ndarray, batch: int = 500) -> np.ndarray:
+    sess = ort_session(path)
+    return np.concatenate([sess.run(None, {"images": x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def nearest_centroid_baseline(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray) -> dict[str, Any]:
+    """A measured floor: nearest class-mean on raw pixels."""
+    tx = train_x.reshape(len(train_x), -1).astype(np.float32) / 255
+    vx = val_x.reshape(len(val_x), -1).astype(np.float32) / 255
+    centroids = np.stack([tx[train_y == c].mean(0) for c in range(10)])
+    d = (vx**2).sum(1, keepdims=True) - 2 * vx @ centroids.T + (centroids**2).sum(1)
+    return metrics.accuracy_with_ci(d.argmin(1), val_y)
+
+
+def export_cifar(recipe, args: argparse.Namespace) -> int:
+    torch.set_num_threads(2)
+    t_start = time.time()
+    model, ckpt = recipe.load_trained(args)
+    meta = ckpt["meta"]
+    cfg = meta["config"]
+    name = cfg["model_name"]
+    models_root = recipe.models_dir(args)
+    model_dir = models_root / name
+    onnx_path = model_dir / "1" / "model.onnx"
+
+    wrapper = ImageClassifier(model, data.MEAN, data.STD, flip_tta=True).eval()
+    example = torch.from_numpy(random_images((32, 32, 3))(2))
+    export_onnx(wrapper, example, onnx_path, "images", ["probabilities"])
+    parity = parity_check(wrapper, onnx_path, random_images((32, 32, 3), seed=1))
+    print(f"exported {onnx_path} ({file_size(onnx_path) / 1e6:.2f} MB); parity {parity}")
+
+    train_split, val_split = data.load_splits(recipe.data_dir(args), cfg["val_size"], cfg["split_seed"], meta.get("limit"))
+    t0 = time.time()
+    probs = ort_predict(onnx_path, val_split.x)
+    pred = probs.argmax(1)
+    acc = metrics.accuracy_with_ci(pred, val_split.y)
+    print(f"{name}: validation accuracy (ONNX, flip TTA) {cards.fmt_prop(acc)} [{time.time() - t0:.0f} s]")
+    cm = metrics.confusion_matrix(val_split.y, pred, 10)
+    per_class = {lab: metrics.proportion(int(cm[i, i]), int(cm[i].sum())) for i, lab in enumerate(data.LABELS)}
+    baseline = nearest_centroid_baseline(train_split.x, train_split.y, val_split.x, val_split.y)
+
+    variants: dict[str, dict[str, Any]] = {name: {"path": onnx_path, "accuracy": acc}}
+    if name == "cifar10-resnet":
+        int8_dir = models_root / "cifar10-int8"
+        int8_path = int8_dir / "1" / "model.onnx"
+        rng = np.random.default_rng(args.seed)
+        calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
+        quantize_static_int8(onnx_path, int8_path, train_split.x[calib_index])
+        p8 = ort_predict(int8_path, val_split.x)
+        acc8 = metrics.accuracy_with_ci(p8.argmax(1), val_split.y)
+        agree = float((p8.argmax(1) == pred).mean())
+        print(f"cifar10-int8: validation accuracy {cards.fmt_prop(acc8)}; top-1 agreement with fp32 {agree:.4f}")
+        variants["cifar10-int8"] = {"path": int8_path, "accuracy": acc8, "agreement_with_fp32": agree,
+                                    "calibration": {"images": 512, "from": "train split (never validation)",
+                                                    "seed": args.seed, "method": "static QDQ, MinMax, per-channel "
+                                                    "int8 weights, uint8 activations, Conv/MatMul/Gemm"}}
+        small = models_root / "cifar10-small" / "1" / "model.onnx"
+        small_card = models_root / "cifar10-small" / "card.json"
+        if small.exists() and small_card.exists():
+            import json
+
+            variants["cifar10-small"] = {"path": small, "accuracy": json.loads(small_card.read_text())["metrics"]["accuracy"]}
+    bench_images = val_split.x[:64]
+    for v in variants.values():
+        v["latency"] = benchmark(v["path"], bench_images)
+        v["onnx_bytes"] = file_size(v["path"])
+        print(f"{v['path']}: {v['latency']}")
+
+    history = ckpt["history"]
+    wall = history["wall_time_s"]
+    provenance = {
+        "training_command": clean_command(meta["command"]),
+        "export_command": f"neuroserve-train export {recipe.task}",
+        "seed": meta["seed"],
+        "epochs": len(history["epochs"]),
+        "train_wall_time_s": round(wall, 1),
+        "hardware": meta["hardware"],
+        "git_commit": git_commit(),
+        "params": count_parameters(model),
+        "onnx_bytes": file_size(onnx_path),
+        "train_images": meta["n_train"],
+        "validation_images": len(val_split.y),
+        "framework": f"torch {torch.__version__}",
+    }
+    metric_block = {
+        "accuracy": acc,
+        "accuracy_no_tta_last_epoch": history["epochs"][-1]["val_acc"],
+        "per_class_accuracy": {k: v["value"] for k, v in per_class.items()},
+        "baseline_nearest_centroid_accuracy": baseline,
+        "parity_max_abs_diff": parity["max_abs_diff"],
+        "latency_ms": {k: v["latency"] for k, v in variants.items()},
+        "validation": "seeded stratified 5,000 of the 50k train images (split seed 0), never trained on",
+    }
+    description = ("Airbench94-style CNN (patch-whitening stem, conv-pool-BN-GELU 64/256/256, lookahead) on CIFAR-10"
+                   if name == "cifar10-resnet" else
+                   "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/64/128) on CIFAR-10")
+    cards.write_manifest(model_dir, {
+        "name": name, "task": "image-classification", "description": description, **IO,
+        "labels": data.LABELS, "preprocessing": PREPROCESSING, "batching": BATCHING,
+        "parameters": {"top_k": 5, "tta": "hflip"}, "provenance": provenance,
+        "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"], "val_n": acc["n"]},
+    })
+    if not args.skip_card:
+        cards.plot_history(history, model_dir / "training_curves.png",
+                           [("train_loss", "val_loss"), ("train_acc", "val_acc", "val_acc_tta")], f"{name} training")
+        cards.plot_confusion(cm, data.LABELS, model_dir / "confusion_matrix.png",
+                             f"{name}: validation (n={len(pred)})")
+        card = {"name": name, "task": "image-classification", "description": description,
+                "metrics": metric_block, "provenance": provenance, "config": cfg, "variants": {
+                    k: {kk: vv for kk, vv in v.items() if kk != "path"} | {"file": str(v["path"].relative_to(models_root))}
+                    for k, v in variants.items()},
+                "history": history}
+        cards.write_card(model_dir, card, render_readme(name, description, card, per_class, parity))
+        if "cifar10-int8" in variants:
+            write_int8(models_root, variants, provenance, cfg, parity)
+    print(f"export finished in {time.time() - t_start:.0f} s")
+    return 0
+
+
+def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dict[str, Any], cfg, parity) -> None:
+    v = variants["cifar10-int8"]
+    model_dir = models_root / "cifar10-int8"
+    provenance = {**fp32_provenance, "onnx_bytes": v["onnx_bytes"], "derived_from": "cifar10-resnet",
+                  "quantization": v["calibration"],
+                  "export_command": "neuroserve-train export cifar10  (writes cifar10-resnet and cifar10-int8)"}
+    acc = v["accuracy"]
+    description = "INT8 (static QDQ, onnxruntime.quantization) version of cifar10-resnet"
+    cards.write_manifest(model_dir, {
+        "name": "cifar10-int8", "task": "image-classification", "description": description, **IO,
+        "labels": data.LABELS, "preprocessing": PREPROCESSING, "batching": BATCHING,
+        "parameters": {"top_k": 5, "tta": "hflip"}, "provenance": provenance,
+        "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"], "val_n": acc["n"],
+                    "top1_agreement_with_fp32": v["agreement_with_fp32"]},
+    })
+    card = {"name": "cifar10-int8", "description": description, "metrics": {
+        "accuracy": acc, "top1_agreement_with_fp32": v["agreement_with_fp32"], "latency_ms": v["latency"]},
+        "provenance": provenance}
+    fp = variants["cifar10-resnet"]
+    readme = f"""# cifar10-int8 (model card)
+
+{description}. Same I/O contract as `cifar10-resnet`: input `images` UINT8 [-1,32,32,3] (raw RGB pixels,
+NHWC), output `probabilities` FP32 [-1,10]; normalisation, flip TTA and softmax are inside the graph
+(left in float; only Conv/MatMul/Gemm are quantised).
+
+- **Validation accuracy: {cards.fmt_prop(acc)}** (same 5,000-image held-out split as cifar10-resnet;
+  fp32: {cards.fmt_prop(fp['accuracy'])}). Top-1 agreement with the fp32 model: {100 * v['agreement_with_fp32']:.2f}%.
+- Quantisation: {v['calibration']['method']}; calibrated on {v['calibration']['images']} images drawn
+  (seed {v['calibration']['seed']}) from the 45,000 training images, never from validation.
+- Latency (ORT CPU, 2 threads, median): batch 1 {v['latency']['batch1_median_ms']} ms,
+  batch 64 {v['latency']['batch64_median_ms']} ms (fp32: {fp['latency']['batch1_median_ms']} /
+  {fp['latency']['batch64_median_ms']} ms, measured in the same export run on the same machine).
+- ONNX size: {v['onnx_bytes'] / 1e6:.2f} MB (fp32 {fp['onnx_bytes'] / 1e6:.2f} MB).
+- Recreate: `{fp32_provenance['training_command']}` then `neuroserve-train export cifar10`
+  (`--checkpoint-dir` as used for training).
+
+See `models/cifar10-resnet/README.md` for data, training, limitations and the full comparison.
+"""
+    cards.write_card(model_dir, card, readme)
+
+
+def render_readme(name: str, description: str, card: dict[str, Any], per_class: dict[str, Any], parity) -> str:
+    m, p = card["metrics"], card["provenance"]
+    acc = m["accuracy"]
+    target = 0.94 if name == "cifar10-resnet" else 0.88
+    reached = acc["value"] >= target
+    variants = card["variants"]
+    rows = []
+    for k, v in variants.items():
+        rows.append([k, cards.fmt_prop(v["accuracy"]), v["latency"]["batch1_median_ms"],
+                     v["latency"]["batch64_median_ms"], f"{v['onnx_bytes'] / 1e6:.2f}"])
+    table = cards.markdown_table(["model", "validation accuracy", "batch 1 ms", "batch 64 ms", "ONNX MB"], rows)
+    pc = cards.markdown_table(["class", "accuracy"], [[k, f"{100 * v['value']:.1f}%"] for k, v in per_class.items()])
+    return f"""# {name} (model card)
+
+{description}.
+
+## I/O contract
+- input `images`: UINT8 [-1, 32, 32, 3], raw RGB pixels, NHWC (resize to 32x32 first; bilinear).
+- output `probabilities`: FP32 [-1, 10], softmax over the labels
+  airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck.
+- Inside the graph: uint8 -> float, /255, per-channel (x - mean) / std, NHWC -> NCHW, the network on the image
+  and on its horizontal mirror (logits averaged: flip test-time augmentation), softmax.
+- torch vs onnxruntime parity checked at export: max |diff| {parity['max_abs_diff']:.2e} over batch sizes
+  {parity['batches']} (limit {parity['atol']}).
+
+## Data and split
+- CIFAR-10 training images from `shared/data/cifar10/train.npz` (50,000 images, decoded from JPEG copies at
+  quality 75: lossy, mean absolute error ~5.8/255 against the originals; see the data README).
+- Validation: a seeded, stratified hold-out of 5,000 of those images (500 per class, `numpy.random.default_rng(0)`),
+  carved before training. **The served model was trained on the other 45,000 only**, so the figure below is an
+  honest held-out estimate. The official test split was not available and nothing was tuned on it.
+
+## Validation metrics
+- **Accuracy (this ONNX file, flip TTA): {cards.fmt_prop(acc)}** (95% Wilson interval).
+- Without TTA, PyTorch, last epoch: {100 * m['accuracy_no_tta_last_epoch']:.2f}%.
+- Target: {100 * target:.0f}%. {'Reached.' if reached else 'NOT reached: see Limitations.'}
+- Baseline beaten: nearest class-mean on raw pixels (measured on the same split): {cards.fmt_prop(m['baseline_nearest_centroid_accuracy'])};
+  chance is 10%. For reference, the team's toolchain notes record a plain airbench-style net without the
+  whitening stem / lookahead reaching 89.3% after 12 epochs on the same kind of split (not re-measured here).
+
+{pc}
+
+![confusion matrix](confusion_matrix.png)
+
+## Variants: accuracy and latency
+ONNX Runtime {_ort_version()} on the CPU (execution provider CPU, 2 intra-op threads, graph optimisation ALL),
+median of repeated runs, measured one after another in the same process on {p['hardware'].split(',')[0]};
+the machine's 2 cores were shared with other work, so treat the numbers as indicative.
+
+{table}
+
+## Training
+![training curves](training_curves.png)
+
+- Recipe (`training/recipes/cifar10.py`): airbench94-style. 2x2 patch-whitening conv stem initialised from the
+  eigenvectors of the covariance of 2x2 patches of 5,000 training images (frozen weights; bias trained for the
+  first {card['config']['whiten_bias_epochs']} epochs), conv-pool-BN-GELU groups of widths {card['config']['widths']},
+  3x3 max-pool, linear head scaled by 1/9. SGD Nesterov (momentum {card['config']['momentum']}), batch
+  {card['config']['batch_size']}, summed label-smoothed (0.2) cross-entropy, 23% warm-up then linear decay, BN biases at
+  64x learning rate, lookahead every 5 steps, alternating horizontal flip + 2 px reflect-padded translation.
+- Epochs: {p['epochs']}; seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min
+  ({p['train_wall_time_s']:.0f} s, validation passes included) on {p['hardware']}.
+- Parameters: {p['params']:,}. ONNX size: {p['onnx_bytes'] / 1e6:.2f} MB.
+- Git commit at export: {p['git_commit'] or 'n/a'}.
+
+## Recreate
+```
+{p['training_command']}
+{p['export_command']}
+```
+(`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or
+`../shared/data`.) Training is seeded; the split, batch order and augmentation depend only on the seed and
+epoch, so `--resume` after an interruption replays the same batches. Bit-exact reproduction across machines is
+not promised (oneDNN kernels and thread counts change float summation order).
+
+## Limitations
+- Trained and validated on 32x32 CIFAR-10-like photos (JPEG-lossy copies). Other image statistics, sizes or
+  classes outside the ten labels will get confident but meaningless answers; there is no "none of these" class.
+- The validation set is 5,000 images: the 95% interval above is about +/-0.7 points wide.
+- {'The ' + str(int(100 * target)) + '% target was not reached within the CPU time available in this session (2 shared cores); more epochs are the known remedy.' if not reached else 'CPU-only training on 2 shared cores; a GPU run of the same recipe would take seconds.'}
+- Not evaluated on the official CIFAR-10 test set (not available here) nor for robustness (corruptions,
+  adversarial inputs) or fairness.
+"""
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__

@@ -1,0 +1,126 @@
+"""Validation metrics with confidence intervals (numpy only)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z95 = 1.959963984540054
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion k/n."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def proportion(k: int, n: int) -> dict[str, float]:
+    lo, hi = wilson(int(k), int(n))
+    return {"value": k / n if n else float("nan"), "ci95": [lo, hi], "k": int(k), "n": int(n)}
+
+
+def accuracy_with_ci(pred: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred, y = np.asarray(pred), np.asarray(y)
+    return proportion(int((pred == y).sum()), len(y))
+
+
+def confusion_matrix(y: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    return cm
+
+
+def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), thresholds descending; predicted positive when score >= threshold."""
+    y = np.asarray(y).astype(bool)
+    score = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-score, kind="mergesort")
+    s, yy = score[order], y[order]
+    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(yy)[distinct]
+    fps = (distinct + 1) - tps
+    P, N = max(yy.sum(), 1), max((~yy).sum(), 1)
+    tpr = np.r_[0.0, tps / P]
+    fpr = np.r_[0.0, fps / N]
+    thr = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thr
+
+
+def auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUROC (ties count one half)."""
+    y = np.asarray(y).astype(bool)
+    score = np.asarray(score, dtype=np.float64)
+    pos, neg = score[y], score[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    # average ranks for ties
+    i = 0
+    while i < len(score):
+        j = i
+        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def bootstrap_ci(fn, *arrays: np.ndarray, n_boot: int = 2000, seed: int = 0, stratify: np.ndarray | None = None) -> list[float]:
+    """Percentile bootstrap 95% interval of fn(*arrays) (resampling rows, within strata if given)."""
+    rng = np.random.default_rng(seed)
+    n = len(arrays[0])
+    values = []
+    groups = [np.flatnonzero(stratify == g) for g in np.unique(stratify)] if stratify is not None else [np.arange(n)]
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        v = fn(*(a[idx] for a in arrays))
+        if not (isinstance(v, float) and math.isnan(v)):
+            values.append(v)
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def binary_report(y: np.ndarray, prob: np.ndarray, threshold: float) -> dict[str, object]:
+    y = np.asarray(y).astype(bool)
+    pred = np.asarray(prob) >= threshold
+    tp, fn = int((pred & y).sum()), int((~pred & y).sum())
+    tn, fp = int((~pred & ~y).sum()), int((pred & ~y).sum())
+    sens, spec = proportion(tp, tp + fn), proportion(tn, tn + fp)
+    return {
+        "threshold": float(threshold),
+        "sensitivity": sens,
+        "specificity": spec,
+        "balanced_accuracy": (sens["value"] + spec["value"]) / 2,
+        "accuracy": proportion(tp + tn, len(y)),
+        "ppv": proportion(tp, tp + fp),
+        "npv": proportion(tn, tn + fn),
+        "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+    }
+
+
+def threshold_for_sensitivity(y: np.ndarray, prob: np.ndarray, min_sensitivity: float) -> float:
+    """The highest threshold whose sensitivity is >= min_sensitivity (hence the best specificity)."""
+    y = np.asarray(y).astype(bool)
+    pos = np.sort(np.asarray(prob, dtype=np.float64)[y])
+    # predicted positive when prob >= t; keep at least ceil(min_sens * P) positives above t
+    need = math.ceil(min_sensitivity * len(pos) - 1e-9)
+    return float(pos[len(pos) - need]) if need > 0 else float(pos[-1]) + 1e-6
+
+
+def expected_calibration_error(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
+    y = np.asarray(y, dtype=np.float64)
+    prob = np.asarray(prob, dtype=np.float64)
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (prob >= lo) & (prob < hi) if hi < 1 else (prob >= lo) & (prob <= hi)
+        if m.any():
+            ece += m.mean() * abs(prob[m].mean() - y[m].mean())
+    return float(ece)
