@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from tests.onnx_models import add_sub, lookup, write_model
@@ -151,3 +152,52 @@ def test_resources_cannot_escape_the_model_folder(make_client, own_repo):
     with pytest.raises(ModelLoadError):
         model.resource("../lookup/manifest.json")
     assert model.resource("manifest.json").name == "manifest.json"
+
+
+def test_ready_is_503_until_every_model_is_warm(make_client, own_repo, monkeypatch):
+    import threading
+
+    from service.repository import ModelRepository
+
+    release = threading.Event()
+    original = ModelRepository._build
+
+    def slow_build(self, name, folder):
+        release.wait(10)
+        return original(self, name, folder)
+
+    monkeypatch.setattr(ModelRepository, "_build", slow_build)
+    client = make_client(models_dir=own_repo, wait=False)
+    loading = client.get("/v2/health/ready")
+    assert loading.status_code == 503 and loading.headers["retry-after"]
+    assert client.get("/v2/health/live").status_code == 200
+    assert _infer_add(client).status_code == 503  # known but not loaded yet
+    release.set()
+    from tests.conftest import wait_ready
+    wait_ready(client.get)
+    assert _infer_add(client).status_code == 200
+
+
+def test_a_full_queue_answers_503_with_retry_after_over_http(make_client, tmp_path):
+    import concurrent.futures
+
+    from tests.onnx_models import small_cnn
+
+    root = tmp_path / "m"
+    write_model(root, "slow", small_cnn(size=160, width=64), batching={"max_batch_size": 0, "max_queue_size": 1})
+    client = make_client(models_dir=root, intra_op_threads=1)
+    image = np.zeros((1, 160, 160, 3), np.uint8)
+    header = json.dumps({"inputs": [{"name": "images", "shape": [1, 160, 160, 3], "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": image.nbytes}}]}).encode()
+
+    def call(_):
+        response = client.post("/v2/models/slow/infer", content=header + image.tobytes(),
+                               headers={"Inference-Header-Content-Length": str(len(header))})
+        return response.status_code, response.headers.get("retry-after")
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(call, range(24)))
+    codes = [code for code, _ in results]
+    assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
+    assert all(retry for code, retry in results if code == 503)
+    assert call(0)[0] == 200  # recovers at once when the load drops
