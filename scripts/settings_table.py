@@ -1,6 +1,9 @@
-"""Print the README's settings table from service.settings.Settings (run after changing a setting)."""
+"""Print the README's settings table from service.settings.Settings (`--write` updates README.md in place)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from service.settings import Settings
 
@@ -19,5 +22,15 @@ def settings_table() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: Path = Path(__file__).resolve().parent.parent / "README.md") -> None:
+    text = path.read_text()
+    start, end = "<!-- settings:start -->\n", "\n<!-- settings:end -->"
+    head, rest = text.split(start, 1)
+    path.write_text(head + start + settings_table() + end + rest.split(end, 1)[1])
+
+
 if __name__ == "__main__":
-    print(settings_table())
+    if "--write" in sys.argv:
+        write_readme()
+    else:
+        print(settings_table())
