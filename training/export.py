@@ -122,6 +122,7 @@ def random_images(shape: Sequence[int], seed: int = 0) -> Callable[[int], np.nda
 def benchmark(path: Path, images: np.ndarray, batches: Sequence[int] = (1, 64), threads: int = 2,
               repeats: int = 50, warmup: int = 5) -> dict[str, float]:
     """Median latency (ms) of one ORT run on the CPU at each batch size."""
+    repeats = int(os.environ.get("NEUROSERVE_BENCH_REPEATS", repeats))
     sess = ort_session(path, threads=threads)
     name = sess.get_inputs()[0].name
     out: dict[str, float] = {}
@@ -129,10 +130,10 @@ def benchmark(path: Path, images: np.ndarray, batches: Sequence[int] = (1, 64), 
         x = images[:b]
         if len(x) < b:
             x = np.resize(images, (b, *images.shape[1:]))
-        for _ in range(warmup):
+        for _ in range(min(warmup, repeats)):
             sess.run(None, {name: x})
         times = []
-        for _ in range(repeats if b == 1 else max(10, repeats // 3)):
+        for _ in range(repeats if b == 1 else max(min(repeats, 10), repeats // 3)):
             t0 = time.perf_counter()
             sess.run(None, {name: x})
             times.append((time.perf_counter() - t0) * 1000)

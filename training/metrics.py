@@ -59,17 +59,10 @@ def auroc(y: np.ndarray, score: np.ndarray) -> float:
     pos, neg = score[y], score[~y]
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    order = np.argsort(score, kind="mergesort")
-    ranks = np.empty(len(score))
-    sorted_scores = score[order]
-    # average ranks for ties
-    i = 0
-    while i < len(score):
-        j = i
-        while j + 1 < len(score) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)
+    avg_rank = ends - (counts - 1) / 2  # 1-based average rank of each distinct value (ties share it)
+    ranks = avg_rank[inverse]
     return float((ranks[y].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 

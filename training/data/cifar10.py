@@ -51,6 +51,7 @@ def stratified_split(y: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarra
 
 def load_splits(data_dir: Path, val_size: int = 5000, split_seed: int = 0, limit: int | None = None) -> tuple[Split, Split]:
     x, y = load_npz(Path(data_dir) / "cifar10" / "train.npz")
+    val_size = min(val_size, len(y) // 10)  # 5,000 of the real 50k; a tenth of small test files
     train_index, val_index = stratified_split(y, val_size, split_seed)
     if limit:
         train_index, val_index = train_index[:limit], val_index[: max(limit // 4, 10)]

@@ -130,7 +130,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     }
     description = ("Airbench94-style CNN (patch-whitening stem, conv-pool-BN-GELU 64/256/256, lookahead) on CIFAR-10"
                    if name == "cifar10-resnet" else
-                   "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/64/128) on CIFAR-10")
+                   "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/96/128) on CIFAR-10")
     cards.write_manifest(model_dir, {
         "name": name, "task": "image-classification", "description": description, **IO,
         "labels": data.LABELS, "preprocessing": PREPROCESSING, "batching": BATCHING,

@@ -75,7 +75,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

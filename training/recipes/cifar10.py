@@ -286,7 +286,7 @@ class Cifar10SmallRecipe(Cifar10Recipe):
     """A narrower, shorter-trained variant for fast CPU serving."""
 
     task = "cifar10-small"
-    default = CifarConfig(model_name="cifar10-small", widths=(32, 64, 128), epochs=8)
+    default = CifarConfig(model_name="cifar10-small", widths=(32, 96, 128), epochs=10)
 
 
 def command_line() -> str:
