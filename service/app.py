@@ -20,7 +20,7 @@ from service.middleware import ServingMiddleware
 from service.repository import ModelRepository
 from service.responses import JSONBytes
 from service.settings import Settings
-from service.tasks import task_routers
+from service.tasks import task_preparers, task_routers
 
 log = logging.getLogger("neuroserve")
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
     metrics = Metrics()
-    repository = ModelRepository(settings, metrics)
+    repository = ModelRepository(settings, metrics, task_preparers())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -58,6 +59,7 @@ class ModelVersion:
     session: OnnxRuntimeSession
     batcher: Batcher
     stats: VersionStats = field(default_factory=VersionStats)
+    extras: dict = field(default_factory=dict)  # what the task adapter prepared at load (a tokenizer, ...)
 
     @property
     def provider(self) -> str:
@@ -114,8 +116,15 @@ class ModelEntry:
         return self.state == ModelState.READY
 
 
+Preparer = Callable[[ModelVersion], dict]
+
+
 class ModelRepository:
-    def __init__(self, settings: Settings, metrics: Metrics):
+    """Loads models; `preparers` (task -> callable) let task adapters check and prepare a version at
+    load time (a tokenizer file, a label count), so a model that cannot serve its task fails to load."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, preparers: dict[str, Preparer] | None = None):
+        self.preparers = preparers or {}
         self.settings = settings
         self.root = settings.models_dir.resolve()
         self.metrics = metrics
@@ -271,7 +280,16 @@ class ModelRepository:
                 policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
             batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size)
             self._warm_up(session, batcher)
-            versions[version_dir.name] = ModelVersion(name, version_dir.name, manifest, folder, session, batcher)
+            version = ModelVersion(name, version_dir.name, manifest, folder, session, batcher)
+            prepare = self.preparers.get(manifest.task)
+            if prepare is not None:
+                try:
+                    version.extras = prepare(version)
+                except ModelLoadError:
+                    raise
+                except Exception as exc:
+                    raise ModelLoadError(f"{folder}: cannot serve task {manifest.task!r}: {exc}") from exc
+            versions[version_dir.name] = version
         return manifest, versions
 
     def _warm_up(self, session: OnnxRuntimeSession, batcher: Batcher) -> None:

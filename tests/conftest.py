@@ -35,23 +35,28 @@ def wait_ready(get, timeout_s: float = 30.0) -> None:
     raise TimeoutError("server never became ready")
 
 
-@pytest.fixture
-def make_client(repo_dir):
-    """Build an in-process app (lifespan running) with settings overrides; yields ready TestClients."""
+def _open_client(repo_dir: Path, wait: bool = True, **overrides) -> TestClient:
     from service.app import create_app
     from service.settings import Settings
 
+    overrides.setdefault("models_dir", repo_dir)
+    overrides.setdefault("log_json", False)
+    overrides.setdefault("log_level", "warning")
+    client = TestClient(create_app(Settings(**overrides)), raise_server_exceptions=False)
+    client.__enter__()
+    if wait:
+        wait_ready(client.get)
+    return client
+
+
+@pytest.fixture
+def make_client(repo_dir):
+    """Build in-process apps (lifespan running) with settings overrides; closed after the test."""
     opened = []
 
     def factory(**overrides) -> TestClient:
-        overrides.setdefault("models_dir", repo_dir)
-        overrides.setdefault("log_json", False)
-        overrides.setdefault("log_level", "warning")
-        client = TestClient(create_app(Settings(**overrides)), raise_server_exceptions=False)
-        client.__enter__()
+        client = _open_client(repo_dir, **overrides)
         opened.append(client)
-        if overrides.get("wait", True):
-            wait_ready(client.get)
         return client
 
     yield factory
@@ -59,9 +64,12 @@ def make_client(repo_dir):
         client.__exit__(None, None, None)
 
 
-@pytest.fixture
-def client(make_client) -> TestClient:
-    return make_client()
+@pytest.fixture(scope="session")
+def client(repo_dir) -> TestClient:
+    """One shared in-process app with default settings, for tests that do not change server state."""
+    shared = _open_client(repo_dir)
+    yield shared
+    shared.__exit__(None, None, None)
 
 
 def free_port() -> int:

@@ -130,6 +130,91 @@ def tiny_tumor(size: int = 64) -> onnx.ModelProto:
     )
 
 
+SENTIMENT_WORDS = {"[PAD]": 0, "[UNK]": 1, "good": 2, "great": 3, "bad": 4, "awful": 5, "!": 6, "it": 7, "'s": 8, "movie": 9}
+
+
+def tiny_tokenizer_json() -> str:
+    """A WordLevel tokenizer that lowercases and splits punctuation, like the real ones."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    tokenizer = Tokenizer(models.WordLevel(SENTIMENT_WORDS, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split("'s", "isolated"), pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation("isolated")])
+    return tokenizer.to_str()
+
+
+def tiny_sentiment(vocab: int = len(SENTIMENT_WORDS)) -> onnx.ModelProto:
+    """p(positive) = sigmoid(mean over the first `lengths` tokens of a per-word score): padding-proof."""
+    scores = np.zeros((vocab, 1), np.float32)
+    scores[2] = scores[3] = 2.0
+    scores[4] = scores[5] = -2.0
+    inits = [
+        numpy_helper.from_array(scores, "table"),
+        numpy_helper.from_array(np.array(0, np.int64), "zero"),
+        numpy_helper.from_array(np.array(1, np.int64), "one"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([-1], np.int64), "axis_last"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "one_f"),
+    ]
+    nodes = [
+        helper.make_node("Shape", ["input_ids"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["seq_len"], axis=0),
+        helper.make_node("Range", ["zero", "seq_len", "one"], ["positions"]),
+        helper.make_node("Unsqueeze", ["lengths", "axis_last"], ["lengths_col"]),
+        helper.make_node("Less", ["positions", "lengths_col"], ["mask_bool"]),
+        helper.make_node("Cast", ["mask_bool"], ["mask"], to=TensorProto.FLOAT),
+        helper.make_node("Gather", ["table", "input_ids"], ["word_scores3"], axis=0),
+        helper.make_node("Squeeze", ["word_scores3", "axis_last"], ["word_scores"]),
+        helper.make_node("Mul", ["word_scores", "mask"], ["masked"]),
+        helper.make_node("ReduceSum", ["masked", "axis1"], ["total"], keepdims=0),
+        helper.make_node("Cast", ["lengths"], ["lengths_f"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["total", "lengths_f"], ["mean"]),
+        helper.make_node("Sigmoid", ["mean"], ["p"]),
+        helper.make_node("Unsqueeze", ["p", "axis_last"], ["p_col"]),
+        helper.make_node("Sub", ["one_f", "p_col"], ["q_col"]),
+        helper.make_node("Concat", ["q_col", "p_col"], ["probabilities"], axis=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+         helper.make_tensor_value_info("lengths", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
+        inits,
+    )
+
+
+def tiny_forecaster(input_name: str, window: int, horizon: int, extra_int_input: str | None = None) -> onnx.ModelProto:
+    """quantiles[b, h] = last value x (0.9, 1.0, 1.1), plus 0 x the extra input (so it is a real input)."""
+    inits = [
+        numpy_helper.from_array(np.array([window - 1], np.int64), "last_start"),
+        numpy_helper.from_array(np.array([window], np.int64), "last_end"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.ones((1, horizon, 1), np.float32), "steps"),
+        numpy_helper.from_array(np.array([0.9, 1.0, 1.1], np.float32).reshape(1, 1, 3), "spread"),
+        numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "column3"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+    ]
+    nodes = [
+        helper.make_node("Slice", [input_name, "last_start", "last_end", "axis1"], ["last"]),
+        helper.make_node("Reshape", ["last", "column3"], ["last3"]),
+        helper.make_node("Mul", ["last3", "steps"], ["repeated"]),
+        helper.make_node("Mul", ["repeated", "spread"], ["scaled"]),
+    ]
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, ["batch", window])]
+    if extra_int_input:
+        inputs.append(helper.make_tensor_value_info(extra_int_input, TensorProto.INT64, ["batch"]))
+        nodes += [
+            helper.make_node("Cast", [extra_int_input], ["extra_f"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["extra_f", "zero"], ["nothing"]),
+            helper.make_node("Reshape", ["nothing", "column3"], ["nothing3"]),
+            helper.make_node("Add", ["scaled", "nothing3"], ["quantiles"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["scaled"], ["quantiles"]))
+    return _model(nodes, inputs, [helper.make_tensor_value_info("quantiles", TensorProto.FLOAT, ["batch", horizon, 3])], inits)
+
+
 def write_model(root: Path, name: str, model: onnx.ModelProto | bytes, *, task: str = "tensor",
                 versions=("1",), batching: dict | None = None, **manifest) -> Path:
     folder = root / name
@@ -164,4 +249,12 @@ def build_repository(root: Path) -> Path:
                 preprocessing={"layout": "NHWC", "dtype": "uint8", "height": 64, "width": 64, "channels": 1,
                                "pad_to_square": True, "resize": "lanczos"},
                 parameters={"threshold": 0.5}, batching={"max_batch_size": 4, "max_queue_delay_ms": 0})
+    folder = write_model(root, "tiny-sentiment", tiny_sentiment(), task="text-sentiment", labels=["negative", "positive"],
+                         tokenizer="tokenizer.json", parameters={"max_tokens": 16},
+                         batching={"max_batch_size": 64, "max_queue_delay_ms": 5, "pad_inputs": {"input_ids": 0}})
+    (folder / "tokenizer.json").write_text(tiny_tokenizer_json())
+    write_model(root, "tiny-traffic", tiny_forecaster("history", 168, 24, "hour_of_week"), task="traffic-forecast",
+                parameters={"interval": 0.8, "horizon": 24})
+    write_model(root, "tiny-prices", tiny_forecaster("closes", 60, 5), task="price-forecast",
+                parameters={"interval": 0.8, "horizon": 5})
     return root

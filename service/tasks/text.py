@@ -1,0 +1,110 @@
+"""Text endpoints: sentiment with RNN/GRU/LSTM models and the tokenizer saved beside each model."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tokenizers import Tokenizer
+
+from service.api.deps import RepositoryDep, run_model
+from service.errors import ModelLoadError
+from service.repository import ModelVersion
+from service.responses import JSONBytes
+from service.security import require_api_key
+
+SENTIMENT_TASK = "text-sentiment"
+MAX_TEXTS = 64
+MAX_TEXT_CHARS = 5000
+# Tokenizing this much text inline would hold the event loop for a noticeable time: use a thread.
+INLINE_CHARS = 20_000
+
+router = APIRouter(prefix="/v1/text", tags=["text"], dependencies=[Depends(require_api_key)])
+ERRORS = {
+    400: {"description": "Malformed JSON, or a model of another task"},
+    401: {"description": "Missing or wrong API key"},
+    404: {"description": "Unknown model or version"},
+    413: {"description": "Body too large"},
+    422: {"description": "Empty, over-long or too many texts; wrong types; unknown fields"},
+    503: {"description": "No ready model, or the queue is full (Retry-After)"},
+}
+
+
+def prepare_text_model(model: ModelVersion) -> dict:
+    """Load the tokenizer once per version and check the graph takes token ids and lengths."""
+    if not model.manifest.tokenizer:
+        raise ModelLoadError("the manifest names no tokenizer file")
+    path = model.resource(model.manifest.tokenizer)
+    if not path.is_file():
+        raise ModelLoadError(f"tokenizer file {model.manifest.tokenizer!r} is missing")
+    names = {spec.name: spec for spec in model.session.inputs}
+    if "input_ids" not in names or names["input_ids"].datatype != "INT64":
+        raise ModelLoadError("a text model takes 'input_ids' INT64 [batch, seq]")
+    if "probabilities" not in model.session.output_names:
+        raise ModelLoadError("a sentiment model outputs 'probabilities' [batch, 2]")
+    tokenizer = Tokenizer.from_file(str(path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    unk = next((tokenizer.token_to_id(t) for t in ("[UNK]", "<unk>", "<UNK>") if tokenizer.token_to_id(t) is not None), 1)
+    return {"tokenizer": tokenizer, "max_tokens": int(model.manifest.parameters.get("max_tokens", 128)),
+            "unk_id": unk, "uses_lengths": "lengths" in names}
+
+
+PREPARERS = {SENTIMENT_TASK: prepare_text_model}
+
+
+class SentimentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS, description=f"1-{MAX_TEXTS} texts")
+    model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
+
+    @field_validator("texts")
+    @classmethod
+    def _bounded(cls, texts: list[str]) -> list[str]:
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise ValueError(f"texts[{i}] is empty")
+            if len(text) > MAX_TEXT_CHARS:
+                raise ValueError(f"texts[{i}] has {len(text)} characters; at most {MAX_TEXT_CHARS}")
+        return texts
+
+
+class SentimentResult(BaseModel):
+    label: str = Field(description="positive or negative")
+    score: float = Field(description="probability that the text is positive")
+
+
+class SentimentResponse(BaseModel):
+    model: str
+    version: str
+    results: list[SentimentResult]
+
+
+def encode_texts(extras: dict, texts: list[str]) -> dict[str, np.ndarray]:
+    """Token ids padded with 0 to the longest text of this request (the batcher pads across requests)."""
+    encodings = extras["tokenizer"].encode_batch(texts)
+    rows = [(e.ids[: extras["max_tokens"]] or [extras["unk_id"]]) for e in encodings]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    ids = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    feeds = {"input_ids": ids}
+    if extras["uses_lengths"]:
+        feeds["lengths"] = lengths
+    return feeds
+
+
+@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, summary="Sentiment of short English texts")
+async def sentiment(body: SentimentRequest, request: Request, repo: RepositoryDep) -> JSONBytes:
+    model = repo.for_task(SENTIMENT_TASK, body.model)
+    if sum(len(t) for t in body.texts) > INLINE_CHARS:
+        feeds = await asyncio.to_thread(encode_texts, model.extras, body.texts)
+    else:
+        feeds = encode_texts(model.extras, body.texts)
+    outputs = await run_model(request, model, feeds)
+    positive = outputs["probabilities"][:, -1]
+    results = [{"label": "positive" if p >= 0.5 else "negative", "score": float(p)} for p in positive]
+    return JSONBytes({"model": model.name, "version": model.version, "results": results})
