@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Build the Dockerfile with buildah (no Docker engine needed) and start its command: the container
+# must answer /v2/health/ready and serve a real prediction. Debian/Ubuntu as root:
+#   apt-get install -y buildah debootstrap && ./scripts/container_check.sh
+# The base image (python:3.11-slim-bookworm) is made locally with debootstrap when it is not present,
+# so the check needs only Debian's and PyPI's registries.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STORE=(--storage-driver vfs)
+BASE=docker.io/library/python:3.11-slim-bookworm
+IMAGE=localhost/neuroserve:check
+PORT="${PORT:-18080}"
+WORK="${WORK:-/var/tmp/neuroserve-container-check}"
+mkdir -p "$WORK"
+
+if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
+  echo "== making the base image with debootstrap"
+  rm -rf "$WORK/rootfs"
+  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$WORK/rootfs" >"$WORK/debootstrap.log" 2>&1
+  ln -sf /usr/bin/python3 "$WORK/rootfs/usr/local/bin/python"
+  ctr=$(buildah "${STORE[@]}" from scratch)
+  buildah "${STORE[@]}" copy "$ctr" "$WORK/rootfs" / >/dev/null
+  buildah "${STORE[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
+  buildah "${STORE[@]}" commit "$ctr" "$BASE" >/dev/null
+  buildah "${STORE[@]}" rm "$ctr" >/dev/null
+fi
+
+echo "== building $IMAGE"
+started=$(date +%s)
+buildah "${STORE[@]}" bud --isolation chroot --pull=never --layers=false \
+  -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+  -t "$IMAGE" "$ROOT" >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
+echo "   built in $(( $(date +%s) - started )) s"
+
+echo "== checking the image"
+user=$(buildah "${STORE[@]}" inspect --type image --format '{{.OCIv1.Config.User}}' "$IMAGE")
+[ "$user" = "10001:10001" ] || { echo "image runs as '$user', expected the non-root uid 10001"; exit 1; }
+buildah "${STORE[@]}" inspect --type image --format '{{.Docker.Config.Healthcheck}}' "$IMAGE" | grep -q health/ready \
+  || { echo "no HEALTHCHECK on readiness"; exit 1; }
+
+ctr=$(buildah "${STORE[@]}" from "$IMAGE")
+cleanup() {
+  [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  buildah "${STORE[@]}" rm "$ctr" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+if buildah "${STORE[@]}" run --isolation chroot "$ctr" -- python3 -c "import torch" 2>/dev/null; then
+  echo "torch is installed in the serving image"; exit 1
+fi
+echo "== starting the image's command (port $PORT)"
+buildah "${STORE[@]}" run --isolation chroot --env NEUROSERVE_HOST=127.0.0.1 --env NEUROSERVE_PORT="$PORT" "$ctr" \
+  -- neuroserve serve >"$WORK/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 120); do
+  if curl -fsS "http://127.0.0.1:$PORT/v2/health/ready" >"$WORK/ready.json" 2>/dev/null; then break; fi
+  kill -0 "$server_pid" 2>/dev/null || { echo "the server exited"; tail -20 "$WORK/serve.log"; exit 1; }
+  sleep 1
+done
+curl -fsS "http://127.0.0.1:$PORT/v2/health/ready" || { echo "never ready"; tail -20 "$WORK/serve.log"; exit 1; }
+echo
+curl -fsS "http://127.0.0.1:$PORT/v1/models" | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print('models:', ', '.join(f\"{m['id']} ({m['state']}, {m['provider']})\" for m in d))"
+echo "== container check passed"
