@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repository.close()
             log.info("shut down")
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from packaged assets: no CDN, works air-gapped
         title="Neuroserve",
         version=__version__,
         description="ONNX Runtime model server: Open Inference Protocol v2, task endpoints, OpenAI-compatible chat.",

@@ -237,3 +237,14 @@ def test_binary_bytes_tensor(client):
                            headers={"Inference-Header-Content-Length": str(len(header))})
     length = int(response.headers["inference-header-content-length"])
     assert response.content[length:] == blob
+
+
+def test_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static-offline-docs/{asset}" in page.text
+        assert client.get(f"/static-offline-docs/{asset}").status_code == 200
+    redoc = client.get("/redoc")
+    assert redoc.status_code == 200 and "https://cdn" not in redoc.text
