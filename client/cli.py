@@ -1,0 +1,296 @@
+"""The `neuroserve` command: talk to a server from a terminal (rich tables) or a script (--json).
+
+    neuroserve predict image cat.png dog.png --top-k 3
+    neuroserve predict tumor scan.png
+    neuroserve sentiment "what a great film"
+    neuroserve translate "good morning"
+    neuroserve chat
+    neuroserve models
+    neuroserve health
+    neuroserve serve --port 8000          (needs the server extra)
+
+Only the standard library is imported at the top: `serve` hands over to service.cli before httpx or
+rich are needed, so a server-only install runs it, and a client-only install runs the rest.
+Exit status: 0 ok, 2 a client-side error (bad request, key, unknown model, unreadable input),
+1 a server or connection error (or, for `health`, a server that is not ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+SERVER_EXTRA_HINT = "`neuroserve serve` needs the server extra: pip install 'neuroserve[serve]'"
+
+
+def _serve(argv: list[str]) -> int:
+    try:
+        from service import cli as server_cli
+
+        return server_cli.main(argv)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "client":
+            raise
+        print(f"{SERVER_EXTRA_HINT} (missing module {exc.name!r})", file=sys.stderr)
+        return 2
+
+
+def _common(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The connection and output options, accepted before or after the subcommand."""
+    parser.add_argument("--url", default=default, help="server URL (default $NEUROSERVE_URL or http://127.0.0.1:8000)")
+    parser.add_argument("--api-key", default=default, help="API key sent as a Bearer token (default $NEUROSERVE_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=default, help="seconds to wait for an answer (default 60)")
+    parser.add_argument("--json", action="store_true", default=default, help="print the raw JSON answer, for scripts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuroserve", description="Neuroserve command line: query a model server, or serve one")
+    _common(parser, None)
+    shared = argparse.ArgumentParser(add_help=False)
+    _common(shared, argparse.SUPPRESS)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the HTTP server (needs the server extra; see `neuroserve serve --help`)")
+    serve.add_argument("server_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    predict = commands.add_parser("predict", help="image models").add_subparsers(dest="task", required=True, metavar="TASK")
+    image = predict.add_parser("image", parents=[shared], help="classify images")
+    image.add_argument("images", nargs="+", help="PNG, JPEG or WebP files")
+    image.add_argument("--top-k", type=int, default=3, help="labels to show per image (1-10, default 3)")
+    image.add_argument("--model", help="model name or name:version")
+    image.set_defaults(handler=_predict_image)
+    tumor = predict.add_parser("tumor", parents=[shared], help="detect brain tumors in MRI slices")
+    tumor.add_argument("images", nargs="+", help="PNG, JPEG or WebP files")
+    tumor.add_argument("--model", help="model name or name:version")
+    tumor.set_defaults(handler=_predict_tumor)
+
+    sentiment = commands.add_parser("sentiment", parents=[shared], help="sentiment of texts")
+    sentiment.add_argument("texts", nargs="+")
+    sentiment.add_argument("--model", help="model name or name:version")
+    sentiment.set_defaults(handler=_sentiment)
+
+    translate = commands.add_parser("translate", parents=[shared], help="translate texts")
+    translate.add_argument("texts", nargs="+")
+    translate.add_argument("--source", default="en", help="source language (default en)")
+    translate.add_argument("--target", default="de", help="target language (default de)")
+    translate.add_argument("--beam-size", type=int, default=None)
+    translate.add_argument("--model", help="model name or name:version")
+    translate.set_defaults(handler=_translate)
+
+    chat = commands.add_parser("chat", parents=[shared], help="chat with a language model (interactive without a message)")
+    chat.add_argument("message", nargs="*", help="send this one message and exit, instead of a conversation")
+    chat.add_argument("--model", help="model name")
+    chat.add_argument("--system", help="system prompt")
+    chat.add_argument("--max-tokens", type=int, default=None)
+    chat.add_argument("--temperature", type=float, default=None)
+    chat.add_argument("--top-p", type=float, default=None)
+    chat.set_defaults(handler=_chat)
+
+    commands.add_parser("models", parents=[shared], help="list the models").set_defaults(handler=_models)
+    commands.add_parser("health", parents=[shared], help="liveness and readiness (exit 1 when not ready)").set_defaults(handler=_health)
+    return parser
+
+
+# -- output ---------------------------------------------------------------------------------------------
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, soft_wrap=False, highlight=False)
+
+
+def _print_error(kind: str, message: object) -> None:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"[red]{kind}:[/] {escape(str(message))}")
+
+
+def _print_json(body: Any) -> None:
+    print(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+def _table(title: str, *columns: str):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in ("score", "probability") else "left")
+    return table
+
+
+def _score(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def _show(args: argparse.Namespace, result: Any, render: Callable[[Any], Any]) -> int:
+    if args.json:
+        _print_json(result.raw)
+    else:
+        _console().print(render(result))
+    return 0
+
+
+# -- subcommands ----------------------------------------------------------------------------------------
+
+def _predict_image(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version}", "image", "label", "score", "top-k")
+        for path, row in zip(args.images, result.results):
+            others = ", ".join(f"{t.label} {_score(t.score)}" for t in row.top_k[1:])
+            table.add_row(path, row.label, _score(row.score), others)
+        return table
+
+    return _show(args, ns.classify_images(args.images, top_k=args.top_k, model=args.model), render)
+
+
+def _predict_tumor(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version}", "image", "tumor", "probability", "subtype")
+        for path, row in zip(args.images, result.results):
+            subtype = f"{row.subtype.label} {_score(row.subtype.score)}" if row.subtype else ""
+            table.add_row(path, "yes" if row.tumor else "no", _score(row.probability), subtype)
+        return table
+
+    return _show(args, ns.detect_tumor(args.images, model=args.model), render)
+
+
+def _sentiment(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version}", "text", "label", "score")
+        for text, row in zip(args.texts, result.results):
+            table.add_row(text, row.label, _score(row.score))
+        return table
+
+    return _show(args, ns.sentiment(args.texts, model=args.model), render)
+
+
+def _translate(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version}: {args.source} -> {args.target}", "text", "translation")
+        for text, translation in zip(args.texts, result.translations):
+            table.add_row(text, translation)
+        return table
+
+    return _show(args, ns.translate(args.texts, source=args.source, target=args.target, beam_size=args.beam_size,
+                                    model=args.model), render)
+
+
+def _models(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table("models", "id", "task", "versions", "state", "provider", "description")
+        for m in result:
+            state = "[green]ready[/]" if m.ready else f"[red]{m.state}[/]" + (f" ({m.reason})" if m.reason else "")
+            table.add_row(m.id, m.task or "", ", ".join(m.versions), state, m.provider or "", m.description)
+        return table
+
+    return _show(args, ns.models(), render)
+
+
+def _health(ns, args: argparse.Namespace) -> int:
+    from rich.panel import Panel
+
+    def render(health):
+        lines = [f"live   {'[green]yes[/]' if health.live else '[red]no[/]'}",
+                 f"ready  {'[green]yes[/]' if health.ready else '[red]no[/]'}"]
+        if health.loading:
+            lines.append(f"loading: {', '.join(health.loading)}")
+        lines += [f"[red]failed[/] {name}: {reason}" for name, reason in health.failed.items()]
+        return Panel("\n".join(lines), title=ns.url, expand=False)
+
+    health = ns.health()
+    _show(args, health, render)
+    return 0 if health.ready else 1
+
+
+def _chat(ns, args: argparse.Namespace) -> int:
+    options = {"model": args.model, "max_tokens": args.max_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    history = [{"role": "system", "content": args.system}] if args.system else []
+
+    def turn(text: str) -> None:
+        history.append({"role": "user", "content": text})
+        if args.json:
+            completion = ns.chat(history, **options)
+            _print_json(completion.raw)
+            reply = completion.content
+        else:
+            parts = []
+            for delta in ns.chat(history, stream=True, **options):
+                parts.append(delta)
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            reply = "".join(parts)
+        history.append({"role": "assistant", "content": reply})
+
+    if args.message:
+        turn(" ".join(args.message))
+        return 0
+    from client.errors import NeuroserveError
+
+    if sys.stdin.isatty():
+        print("Chatting with the server; /exit or Ctrl-D quits.", file=sys.stderr)
+    while True:
+        try:
+            text = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if text.strip() in ("/exit", "/quit"):
+            return 0
+        if not text.strip():
+            continue
+        try:
+            turn(text)
+        except NeuroserveError as exc:  # keep the conversation; the user may retry or quit
+            history.pop()
+            _print_error("error", exc)
+
+
+# -- entry point ----------------------------------------------------------------------------------------
+
+def exit_code(exc: Exception) -> int:
+    """2 for errors the caller can fix (4xx, bad input), 1 for server and connection errors."""
+    status = getattr(exc, "status", None)
+    return 2 if status is not None and 400 <= status < 500 and status != 429 else 1
+
+
+def make_client(args: argparse.Namespace):
+    from client import NeuroserveClient
+
+    timeout = args.timeout if args.timeout is not None else 60.0
+    return NeuroserveClient(args.url, api_key=args.api_key, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve(argv)
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(["serve", *args.server_args])
+    try:
+        import rich  # noqa: F401  (checked early: a message beats a traceback)
+
+        from client.errors import NeuroserveConnectionError, NeuroserveError
+    except ModuleNotFoundError as exc:
+        print(f"the neuroserve client needs the client extra: pip install 'neuroserve[client]' (missing {exc.name!r})",
+              file=sys.stderr)
+        return 2
+    try:
+        with make_client(args) as ns:
+            return args.handler(ns, args)
+    except NeuroserveError as exc:
+        kind = "cannot connect" if isinstance(exc, NeuroserveConnectionError) else "error"
+        _print_error(kind, exc)
+        return exit_code(exc)
+    except (OSError, ValueError, TypeError) as exc:  # unreadable files, bad arrays: the caller's to fix
+        _print_error("error", exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Typed results: plain dataclasses built from the server's JSON. ``raw`` keeps the JSON as received."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+
+def _raw() -> Any:
+    return field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass
+class LabelScore:
+    label: str
+    score: float
+
+
+@dataclass
+class Classification:
+    label: str
+    score: float
+    top_k: list[LabelScore]
+
+
+@dataclass
+class ClassifyResult:
+    model: str
+    version: str
+    results: list[Classification]
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "ClassifyResult":
+        results = [Classification(r["label"], r["score"], [LabelScore(t["label"], t["score"]) for t in r["top_k"]])
+                   for r in body["results"]]
+        return cls(body["model"], body["version"], results, body)
+
+
+@dataclass
+class Subtype:
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+@dataclass
+class TumorDetection:
+    tumor: bool
+    probability: float
+    threshold: float
+    subtype: Subtype | None = None
+
+
+@dataclass
+class TumorResult:
+    model: str
+    version: str
+    results: list[TumorDetection]
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "TumorResult":
+        results = []
+        for r in body["results"]:
+            subtype = r.get("subtype")
+            results.append(TumorDetection(r["tumor"], r["probability"], r["threshold"],
+                                          Subtype(**subtype) if subtype else None))
+        return cls(body["model"], body["version"], results, body)
+
+
+@dataclass
+class Sentiment:
+    label: str
+    score: float  # probability that the text is positive
+
+
+@dataclass
+class SentimentResult:
+    model: str
+    version: str
+    results: list[Sentiment]
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "SentimentResult":
+        return cls(body["model"], body["version"], [Sentiment(r["label"], r["score"]) for r in body["results"]], body)
+
+
+@dataclass
+class Forecast:
+    model: str
+    version: str
+    forecast: list[float]  # the median, one value per step
+    lower: list[float]
+    upper: list[float]
+    interval: float  # nominal coverage of [lower, upper]
+    timestamps: list[str] | None = None  # traffic: the hour each value is for
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "Forecast":
+        return cls(body["model"], body["version"], body["forecast"], body["lower"], body["upper"],
+                   body["interval"], body.get("timestamps"), body)
+
+
+@dataclass
+class Translation:
+    model: str
+    version: str
+    translations: list[str]
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "Translation":
+        return cls(body["model"], body["version"], body["translations"], body)
+
+
+@dataclass
+class ChatCompletion:
+    model: str
+    content: str  # the first choice's message
+    finish_reason: str | None
+    usage: dict
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "ChatCompletion":
+        choice = body["choices"][0]
+        return cls(body.get("model", ""), choice["message"].get("content") or "", choice.get("finish_reason"),
+                   body.get("usage") or {}, body)
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    task: str | None
+    versions: list[str]
+    default_version: str | None
+    ready: bool
+    state: str
+    reason: str = ""
+    provider: str | None = None
+    description: str = ""
+
+    @classmethod
+    def from_json(cls, row: dict) -> "ModelInfo":
+        return cls(row["id"], row.get("task"), row.get("versions", []), row.get("default_version"),
+                   bool(row.get("ready")), row.get("state", ""), row.get("reason", ""), row.get("provider"),
+                   row.get("description", ""))
+
+
+@dataclass
+class ModelList:
+    data: list[ModelInfo]
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, body: dict) -> "ModelList":
+        return cls([ModelInfo.from_json(row) for row in body["data"]], body)
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def get(self, name: str) -> ModelInfo | None:
+        return next((m for m in self.data if m.id == name), None)
+
+
+@dataclass
+class Health:
+    live: bool
+    ready: bool
+    loading: list[str]  # models still loading
+    failed: dict[str, str]  # model -> why it failed to load
+    raw: dict = _raw()
+
+    @classmethod
+    def from_json(cls, live: dict, ready: dict) -> "Health":
+        return cls(bool(live.get("live")), bool(ready.get("ready")), ready.get("loading", []),
+                   ready.get("failed", {}), {"live": bool(live.get("live")), **ready})
