@@ -32,7 +32,10 @@ def _validation_message(exc: RequestValidationError) -> str:
         if error.get("type") == "json_invalid":
             return f"request body is not valid JSON: {error.get('ctx', {}).get('error', error.get('msg'))}"
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg')}")
+        message = error.get("msg")
+        if error.get("type") == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == r"\S":
+            message = "is blank (empty or only whitespace)"
+        parts.append(f"{where}: {message}")
     return "; ".join(parts) or "invalid request"
 
 

@@ -34,9 +34,9 @@ def test_concurrent_texts_of_different_lengths_batch_without_changing_answers(cl
 
 @pytest.mark.parametrize("body,status,fragment", [
     ({"texts": []}, 422, "texts"),
-    ({"texts": [""]}, 422, "empty"),
-    ({"texts": ["   "]}, 422, "empty"),
-    ({"texts": ["x" * 5001]}, 422, "at most 5000"),
+    ({"texts": [""]}, 422, "texts.0"),
+    ({"texts": ["   "]}, 422, "blank"),
+    ({"texts": ["x" * 5001]}, 422, "at most 5000 characters"),
     ({"texts": ["ok"] * 65}, 422, "texts"),
     ({"texts": "good"}, 422, "texts"),
     ({"texts": [5]}, 422, "texts"),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from service.errors import ServiceUnavailable
+from service.manifest import NAME_RE
 from service.repository import ModelRepository, ModelVersion
 
 
@@ -16,6 +17,9 @@ async def get_repository(request: Request) -> ModelRepository:  # async: sync de
 
 
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
+# The pattern is documented (clients and fuzzers see what a name looks like) but checked by the
+# repository, which answers 404 for an unknown name rather than a validation error.
+ModelName = Annotated[str, Path(description="model name", json_schema_extra={"pattern": NAME_RE.pattern})]
 
 
 def mark_model(request: Request, model: ModelVersion) -> None:

@@ -13,7 +13,7 @@ import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from service import __version__
-from service.api.deps import RepositoryDep, mark_model, run_model
+from service.api.deps import ModelName, RepositoryDep, mark_model, run_model
 from service.codecs import HEADER_LENGTH, encode_infer_response, parse_infer_request
 from service.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.repository import ModelRepository, ModelVersion
@@ -100,14 +100,14 @@ def _lookup(repo: ModelRepository, request: Request, name: str, version: str | N
 
 @router.get("/models/{model_name}", summary="Model metadata")
 @router.get("/models/{model_name}/versions/{model_version}", summary="Model version metadata")
-async def model_metadata(model_name: str, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
+async def model_metadata(model_name: ModelName, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
     model = _lookup(repo, request, model_name, model_version)
     return JSONBytes(_metadata(model, sorted(repo.entries[model_name].versions, key=int)))
 
 
 @router.get("/models/{model_name}/ready", summary="Model readiness")
 @router.get("/models/{model_name}/versions/{model_version}/ready", summary="Model version readiness")
-async def model_ready(model_name: str, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
+async def model_ready(model_name: ModelName, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
     try:
         _lookup(repo, request, model_name, model_version)
     except ServiceUnavailable as exc:
@@ -117,13 +117,13 @@ async def model_ready(model_name: str, repo: RepositoryDep, request: Request, mo
 
 @router.get("/models/{model_name}/config", summary="Model configuration (Triton shape)")
 @router.get("/models/{model_name}/versions/{model_version}/config", summary="Model version configuration")
-async def model_config(model_name: str, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
+async def model_config(model_name: ModelName, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
     return JSONBytes(_config(_lookup(repo, request, model_name, model_version)))
 
 
 @router.get("/models/{model_name}/stats", summary="Inference statistics")
 @router.get("/models/{model_name}/versions/{model_version}/stats", summary="Inference statistics of a version")
-async def model_stats(model_name: str, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
+async def model_stats(model_name: ModelName, repo: RepositoryDep, request: Request, model_version: str | None = None) -> JSONBytes:
     entry = repo.entries.get(model_name)
     if entry is None or not entry.versions:
         raise NotFound(f"unknown model {model_name!r}")
@@ -203,7 +203,7 @@ def _feeds(model: ModelVersion, inputs) -> dict[str, np.ndarray]:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": {"type": "object"}},
                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-async def infer(model_name: str, request: Request, repo: RepositoryDep, model_version: str | None = None) -> Response:
+async def infer(model_name: ModelName, request: Request, repo: RepositoryDep, model_version: str | None = None) -> Response:
     body = _decode_body(request, await request.body())
     parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
     model = _lookup(repo, request, model_name, model_version)
@@ -246,7 +246,7 @@ async def _optional_json(request: Request) -> dict:
 
 
 @repository_router.post("/models/{model_name}/load", summary="Load, or atomically reload, a model")
-async def repository_load(model_name: str, repo: RepositoryDep, request: Request) -> JSONBytes:
+async def repository_load(model_name: ModelName, repo: RepositoryDep, request: Request) -> JSONBytes:
     await _optional_json(request)
     folder = repo.model_folder(model_name)
     if not folder.is_dir():
@@ -261,7 +261,7 @@ async def repository_load(model_name: str, repo: RepositoryDep, request: Request
 
 
 @repository_router.post("/models/{model_name}/unload", summary="Unload a model")
-async def repository_unload(model_name: str, repo: RepositoryDep, request: Request) -> JSONBytes:
+async def repository_unload(model_name: ModelName, repo: RepositoryDep, request: Request) -> JSONBytes:
     await _optional_json(request)
     await repo.unload(model_name)
     return JSONBytes({"name": model_name, "state": "UNLOADED"})

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from tokenizers import Tokenizer
 
 from service.api.deps import RepositoryDep, run_model
@@ -58,18 +59,9 @@ PREPARERS = {SENTIMENT_TASK: prepare_text_model}
 class SentimentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[str] = Field(min_length=1, max_length=MAX_TEXTS, description=f"1-{MAX_TEXTS} texts")
+    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")]] = Field(
+        min_length=1, max_length=MAX_TEXTS, description=f"1-{MAX_TEXTS} texts, each 1-{MAX_TEXT_CHARS} characters, not blank")
     model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
-
-    @field_validator("texts")
-    @classmethod
-    def _bounded(cls, texts: list[str]) -> list[str]:
-        for i, text in enumerate(texts):
-            if not text.strip():
-                raise ValueError(f"texts[{i}] is empty")
-            if len(text) > MAX_TEXT_CHARS:
-                raise ValueError(f"texts[{i}] has {len(text)} characters; at most {MAX_TEXT_CHARS}")
-        return texts
 
 
 class SentimentResult(BaseModel):

@@ -20,16 +20,20 @@ TUMOR_TASK = "tumor-detection"
 
 router = APIRouter(prefix="/v1", tags=["vision"], dependencies=[Depends(require_api_key)])
 
+MAX_IMAGES_NOTE = "at most NEUROSERVE_MAX_IMAGES_PER_REQUEST images (64 by default); more is a 413"
 IMAGE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
-                "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
+                           "items": {"type": "string", "format": "binary"}},
                 "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
                 "model": {"type": "string", "description": "name or name:version"}}}},
             "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-                "images": {"type": "array", "items": {"type": "string", "description": "base64 PNG, JPEG or WebP"}},
+                "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
+                           "items": {"type": "string", "format": "byte", "minLength": 4,
+                                     "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}},
                 "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
                 "model": {"type": "string", "description": "name or name:version"}}}},
         },
