@@ -25,8 +25,9 @@ NUMPY_TYPES = {
 def datatype_of(array: np.ndarray) -> str:
     if array.dtype.kind in "OSU":
         return "BYTES"
+    native = array.dtype.newbyteorder("=")
     for datatype, dtype in NUMPY_TYPES.items():
-        if array.dtype == dtype:
+        if native == dtype:
             return datatype
     raise TypeError(f"no Open Inference Protocol datatype for numpy {array.dtype}")
 
