@@ -52,8 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(shared, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="start the HTTP server (needs the server extra; see `neuroserve serve --help`)")
-    serve.add_argument("server_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    commands.add_parser("serve", help="start the HTTP server (needs the server extra; see `neuroserve serve --help`)")
 
     predict = commands.add_parser("predict", help="image models").add_subparsers(dest="task", required=True, metavar="TASK")
     image = predict.add_parser("image", parents=[shared], help="classify images")
@@ -113,11 +112,19 @@ def _print_json(body: Any) -> None:
 
 def _table(title: str, *columns: str):
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold", justify="right" if column in ("score", "probability") else "left")
     return table
+
+
+def _row(table, *cells: Any) -> None:
+    """Adds a row; plain strings (server or user text) are shown literally, never read as rich markup."""
+    from rich.text import Text
+
+    table.add_row(*(Text(cell) if isinstance(cell, str) else cell for cell in cells))
 
 
 def _score(value: float) -> str:
@@ -139,7 +146,7 @@ def _predict_image(ns, args: argparse.Namespace) -> int:
         table = _table(f"{result.model} v{result.version}", "image", "label", "score", "top-k")
         for path, row in zip(args.images, result.results):
             others = ", ".join(f"{t.label} {_score(t.score)}" for t in row.top_k[1:])
-            table.add_row(path, row.label, _score(row.score), others)
+            _row(table, path, row.label, _score(row.score), others)
         return table
 
     return _show(args, ns.classify_images(args.images, top_k=args.top_k, model=args.model), render)
@@ -150,7 +157,7 @@ def _predict_tumor(ns, args: argparse.Namespace) -> int:
         table = _table(f"{result.model} v{result.version}", "image", "tumor", "probability", "subtype")
         for path, row in zip(args.images, result.results):
             subtype = f"{row.subtype.label} {_score(row.subtype.score)}" if row.subtype else ""
-            table.add_row(path, "yes" if row.tumor else "no", _score(row.probability), subtype)
+            _row(table, path, "yes" if row.tumor else "no", _score(row.probability), subtype)
         return table
 
     return _show(args, ns.detect_tumor(args.images, model=args.model), render)
@@ -160,7 +167,7 @@ def _sentiment(ns, args: argparse.Namespace) -> int:
     def render(result):
         table = _table(f"{result.model} v{result.version}", "text", "label", "score")
         for text, row in zip(args.texts, result.results):
-            table.add_row(text, row.label, _score(row.score))
+            _row(table, text, row.label, _score(row.score))
         return table
 
     return _show(args, ns.sentiment(args.texts, model=args.model), render)
@@ -170,7 +177,7 @@ def _translate(ns, args: argparse.Namespace) -> int:
     def render(result):
         table = _table(f"{result.model} v{result.version}: {args.source} -> {args.target}", "text", "translation")
         for text, translation in zip(args.texts, result.translations):
-            table.add_row(text, translation)
+            _row(table, text, translation)
         return table
 
     return _show(args, ns.translate(args.texts, source=args.source, target=args.target, beam_size=args.beam_size,
@@ -178,26 +185,29 @@ def _translate(ns, args: argparse.Namespace) -> int:
 
 
 def _models(ns, args: argparse.Namespace) -> int:
+    from rich.text import Text
+
     def render(result):
         table = _table("models", "id", "task", "versions", "state", "provider", "description")
         for m in result:
-            state = "[green]ready[/]" if m.ready else f"[red]{m.state}[/]" + (f" ({m.reason})" if m.reason else "")
-            table.add_row(m.id, m.task or "", ", ".join(m.versions), state, m.provider or "", m.description)
+            state = Text("ready", "green") if m.ready else Text(m.state, "red") + (f" ({m.reason})" if m.reason else "")
+            _row(table, m.id, m.task or "", ", ".join(m.versions), state, m.provider or "", m.description)
         return table
 
     return _show(args, ns.models(), render)
 
 
 def _health(ns, args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.panel import Panel
 
     def render(health):
         lines = [f"live   {'[green]yes[/]' if health.live else '[red]no[/]'}",
                  f"ready  {'[green]yes[/]' if health.ready else '[red]no[/]'}"]
         if health.loading:
-            lines.append(f"loading: {', '.join(health.loading)}")
-        lines += [f"[red]failed[/] {name}: {reason}" for name, reason in health.failed.items()]
-        return Panel("\n".join(lines), title=ns.url, expand=False)
+            lines.append(f"loading: {escape(', '.join(health.loading))}")
+        lines += [f"[red]failed[/] {escape(name)}: {escape(reason)}" for name, reason in health.failed.items()]
+        return Panel("\n".join(lines), title=escape(ns.url), expand=False)
 
     health = ns.health()
     _show(args, health, render)
@@ -267,9 +277,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return _serve(argv)
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return _serve(["serve", *args.server_args])
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "serve":  # `neuroserve --url X serve ...`: the server's parser takes the rest
+        return _serve(["serve", *unknown])
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         import rich  # noqa: F401  (checked early: a message beats a traceback)
 
