@@ -18,3 +18,12 @@ def test_readme_opens_with_the_two_commands():
     assert commands == ["./scripts/serve.sh", "./scripts/test.sh"]
     assert (ROOT / "scripts" / "serve.sh").exists() and (ROOT / "scripts" / "test.sh").exists()
     assert "./scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_exported_openapi_reference_is_current():
+    import json
+
+    from scripts.export_openapi import TARGET, openapi_document
+
+    assert json.loads(TARGET.read_text()) == json.loads(json.dumps(openapi_document())), \
+        "run .venv/bin/python -m scripts.export_openapi"
