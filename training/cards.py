@@ -37,8 +37,8 @@ def plot_history(history: dict[str, Any], path: Path, metrics: Sequence[tuple[st
     axes = np.atleast_1d(axes)
     for ax, keys in zip(axes, metrics):
         for key in keys:
-            if key and key in rows[0]:
-                ax.plot(epochs, [r[key] for r in rows], marker="o", ms=3, label=key)
+            if key and any(key in r for r in rows):
+                ax.plot(epochs, [r.get(key, float("nan")) for r in rows], marker="o", ms=3, label=key)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--source", help="prepare: the raw source (tarball or folder tree)")
         p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--note", help="export: a provenance note for the card (e.g. how the run was interrupted)")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
     return parser
 

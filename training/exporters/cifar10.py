@@ -119,6 +119,8 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "validation_images": len(val_split.y),
         "framework": f"torch {torch.__version__}",
     }
+    if getattr(args, "note", None):
+        provenance["notes"] = args.note
     metric_block = {
         "accuracy": acc,
         "accuracy_no_tta_last_epoch": history["epochs"][-1]["val_acc"],
@@ -265,6 +267,7 @@ the machine's 2 cores were shared with other work, so treat the numbers as indic
 {p['training_command']}
 {p['export_command']}
 ```
+{('**Note on this run:** ' + p['notes']) if p.get('notes') else ''}
 (`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or
 `../shared/data`.) Training is seeded; the split, batch order and augmentation depend only on the seed and
 epoch, so `--resume` after an interruption replays the same batches. Bit-exact reproduction across machines is

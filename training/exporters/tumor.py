@@ -211,6 +211,8 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
         "onnx_bytes": file_size(onnx_path), "train_images": meta["n_train"], "validation_images": int(len(y)),
         "framework": f"torch {torch.__version__}",
     }
+    if getattr(args, "note", None):
+        provenance["notes"] = args.note
     metric_block = {
         "auroc": auc, "auroc_ci95": auc_ci, "at_threshold": report, "cross_fitted_2fold": honest,
         "calibration": calib, "subtype_accuracy": sub_acc, "subtype_balanced_accuracy": sub_bal,
@@ -334,6 +336,7 @@ def render_readme(name: str, description: str, card: dict[str, Any]) -> str:
 {p['training_command']}
 {p['export_command']}
 ```
+{('**Note on this run:** ' + p['notes']) if p.get('notes') else ''}
 (`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or `../shared/data`.)
 
 ## Limitations and known biases of the data

@@ -13,7 +13,7 @@ def conv_bn(cin: int, cout: int) -> nn.Sequential:
 class TumorCNN(nn.Module):
     """Input: normalised float NCHW [N,1,64,64]. Output: (tumor_logit [N], subtype_logits [N,4])."""
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), num_subtypes: int = 4, dropout: float = 0.2):
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192), num_subtypes: int = 4, dropout: float = 0.2):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 1

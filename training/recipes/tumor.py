@@ -34,8 +34,8 @@ from training.recipes.base import Recipe
 @dataclass
 class TumorConfig:
     model_name: str = "tumor-cnn"
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    epochs: int = 25
+    widths: tuple[int, ...] = (24, 48, 96, 192)
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 5e-4
