@@ -32,7 +32,8 @@ ERRORS = {
 }
 
 # Bounded so float32 (what the graphs take) holds every value exactly enough and never overflows.
-Finite = Annotated[float, Field(allow_inf_nan=False, le=1e9)]
+# Strict: "12" is a wrong type, not a number; an int is still a valid float.
+Finite = Annotated[float, Field(allow_inf_nan=False, le=1e9, strict=True)]
 
 
 def _prepare(input_name: str, window: int):
@@ -72,7 +73,7 @@ class TrafficRequest(BaseModel):
     start: datetime | None = Field(default=None, description="ISO-8601 local time of history[0]")
     timestamps: list[datetime] | None = Field(default=None, max_length=MAX_HISTORY,
                                               description="one ISO-8601 time per history value, hourly and contiguous")
-    horizon: int = Field(default=24, ge=1, le=24, description="hours to forecast (1-24)")
+    horizon: int = Field(default=24, ge=1, le=24, strict=True, description="hours to forecast (1-24)")
     model: str | None = Field(default=None, description="name or name:version")
 
     @model_validator(mode="after")
@@ -98,7 +99,7 @@ class PriceRequest(BaseModel):
     history: list[Annotated[Finite, Field(gt=0)]] = Field(
         min_length=PRICE_DAYS, max_length=MAX_HISTORY,
         description=f"daily closes, oldest first, positive; at least {PRICE_DAYS} (the last {PRICE_DAYS} are used)")
-    horizon: int = Field(default=5, ge=1, le=5, description="trading days to forecast (1-5)")
+    horizon: int = Field(default=5, ge=1, le=5, strict=True, description="trading days to forecast (1-5)")
     model: str | None = Field(default=None, description="name or name:version")
 
 

@@ -1,0 +1,60 @@
+"""docs/client.md's examples run against the real server (the test models stand in for the real ones)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+
+from client import cli
+from client.images import png_bytes
+from tests.conftest import ROOT
+
+DOC = (ROOT / "docs" / "client.md").read_text()
+STAND_INS = {"cifar10-resnet": "tiny-cnn"}
+NOT_SERVED_YET = ("ns.translate(", "ns.chat(", "neuroserve translate", "neuroserve chat")
+
+
+def blocks(language: str) -> list[str]:
+    found = re.findall(rf"```{language}\n(.*?)```", DOC, flags=re.S)
+    return [b for b in found if not any(marker in b for marker in NOT_SERVED_YET)]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, server, rgb_array):
+    for name in ("cat.png", "dog.png", "scan.png"):
+        (tmp_path / name).write_bytes(png_bytes(rgb_array))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEUROSERVE_URL", server.url)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.delenv("NEUROSERVE_API_KEY", raising=False)
+    return tmp_path
+
+
+def _localise(text: str, url: str) -> str:
+    text = text.replace("http://127.0.0.1:8000", url)
+    for real, stand_in in STAND_INS.items():
+        text = text.replace(real, stand_in)
+    return text
+
+
+@pytest.mark.parametrize("index", range(len(blocks("python"))))
+def test_python_examples_run(index, workdir, server, capsys):
+    exec(compile(_localise(blocks("python")[index], server.url), f"docs/client.md python block {index}", "exec"), {})
+    assert capsys.readouterr().out
+
+
+def test_the_not_found_example_prints_what_the_doc_says(workdir, server, capsys):
+    block = next(b for b in blocks("python") if "NotFoundError" in b)
+    exec(_localise(block, server.url), {})
+    assert capsys.readouterr().out.splitlines()[0] == "404 unknown model 'no-such-model'"
+
+
+def test_cli_examples_run(workdir, server, capsys):
+    lines = [line.split("  #")[0].strip() for block in blocks("bash") for line in block.splitlines()]
+    commands = [shlex.split(_localise(line, server.url)) for line in lines if line.startswith("neuroserve ")]
+    assert len(commands) >= 6
+    for argv in commands:
+        assert cli.main(argv[1:]) == 0, argv
+        assert capsys.readouterr().out.strip(), argv

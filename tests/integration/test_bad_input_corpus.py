@@ -1,0 +1,107 @@
+"""A corpus of hostile inputs for every endpoint, sent to a real server process.
+
+Every case must answer a clear 4xx JSON error, and the server must stay ready afterwards.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+
+import httpx
+import pytest
+from PIL import Image
+
+
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def huge_png(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A real, valid 20,000 x 20,000 grayscale PNG (400 megapixels, ~400 KB compressed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    parts = [compressor.compress(row) for _ in range(height)]
+    parts.append(compressor.flush())
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    good_png = _png(Image.new("RGB", (32, 32), (10, 20, 30)))
+    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
+    header = json.dumps({"inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
+                                    {"name": "b", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]}).encode()
+    add = lambda **kw: {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},  # noqa: E731
+                                   {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}], **kw}
+    cases = {
+        # images
+        "truncated png": ("/v1/images/classify", {"json": {"images": [b64(good_png[: len(good_png) // 2])]}}),
+        "undecodable bytes": ("/v1/images/classify", {"json": {"images": [b64(b"\x00garbage" * 10)]}}),
+        "20000x20000 png": ("/v1/images/classify", {"files": [("images", ("huge.png", huge_png(), "image/png"))]}),
+        "20000x20000 png as tumor scan": ("/v1/tumor/detect", {"json": {"images": [b64(huge_png())]}}),
+        "wrong base64": ("/v1/tumor/detect", {"json": {"images": ["!!!!not base64"]}}),
+        "image field of numbers": ("/v1/images/classify", {"json": {"images": [1, 2, 3]}}),
+        "text/plain body": ("/v1/images/classify", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}),
+        "deep json nesting": ("/v1/images/classify", {"content": b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                                                      "headers": {"Content-Type": "application/json"}}),
+        # text
+        "empty text": ("/v1/text/sentiment", {"json": {"texts": [""]}}),
+        "over-long text": ("/v1/text/sentiment", {"json": {"texts": ["word " * 5000]}}),
+        "texts not a list": ("/v1/text/sentiment", {"json": {"texts": {"a": 1}}}),
+        "lone surrogate escape": ("/v1/text/sentiment", {"content": b'{"texts": ["\\ud800"]}', "headers": {"Content-Type": "application/json"}}),
+        "invalid utf-8": ("/v1/text/sentiment", {"content": b'{"texts": ["\xff\xfe"]}', "headers": {"Content-Type": "application/json"}}),
+        # forecasts
+        "NaN in history": ("/v1/forecast/price", {"content": b'{"history": [' + b"1.0," * 59 + b"NaN]}", "headers": {"Content-Type": "application/json"}}),
+        "Infinity in history": ("/v1/forecast/traffic", {"content": b'{"start": "2017-01-01T00:00:00", "history": [' + b"1.0," * 167 + b"Infinity]}",
+                                                         "headers": {"Content-Type": "application/json"}}),
+        "negative price": ("/v1/forecast/price", {"json": {"history": [1.0] * 59 + [-5.0]}}),
+        "huge history": ("/v1/forecast/price", {"json": {"history": [1.0] * 200_000}}),
+        "history of strings": ("/v1/forecast/price", {"json": {"history": ["1"] * 60}}),
+        # Open Inference Protocol
+        "oip wrong dtype": ("/v2/models/add-sub/infer", {"json": {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "INT8", "data": [1, 2, 3, 4]}]}}),
+        "oip wrong shape": ("/v2/models/add-sub/infer", {"json": add(inputs=[{"name": "a", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}])}),
+        "oip wrong name": ("/v2/models/add-sub/infer", {"json": {"inputs": [{"name": "zzz", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}}),
+        "oip shape claims a huge tensor": ("/v2/models/add-sub/infer", {"json": {"inputs": [{"name": "a", "shape": [2**31, 2**31], "datatype": "FP32", "data": [1]}]}}),
+        "oip binary header lies (short data)": ("/v2/models/add-sub/infer", {"content": header + b"\0" * 20,
+                                                                          "headers": {"Inference-Header-Content-Length": str(len(header))}}),
+        "oip header length beyond body": ("/v2/models/add-sub/infer", {"content": header, "headers": {"Inference-Header-Content-Length": "999999"}}),
+        "oip negative header length": ("/v2/models/add-sub/infer", {"content": header, "headers": {"Inference-Header-Content-Length": "-5"}}),
+        "oip unknown model": ("/v2/models/ghost/infer", {"json": add()}),
+        "oip traversal in name": ("/v2/models/..%2f..%2fetc%2fpasswd/infer", {"json": add()}),
+        "oip traversal in version": ("/v2/models/add-sub/versions/..%2f1/infer", {"json": add()}),
+        "oip deep nesting": ("/v2/models/add-sub/infer", {"content": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}),
+        "oip unknown output": ("/v2/models/add-sub/infer", {"json": add(outputs=[{"name": "nope"}])}),
+        "oversized body": ("/v2/models/add-sub/infer", {"content": b"0" * (17 * 1024 * 1024)}),
+        "gzip bomb": ("/v2/models/add-sub/infer", {"content": zlib.compress(b"\0" * (100 * 1024 * 1024), 9)[:0] or
+                                                   __import__("gzip").compress(b" " * (100 * 1024 * 1024)),
+                                                   "headers": {"Content-Encoding": "gzip"}}),
+        "repository traversal": ("/v2/repository/models/..%2f..%2ftmp/load", {"content": b""}),
+    }
+    return cases
+
+
+def test_every_hostile_input_gets_a_clear_4xx_and_the_server_stays_ready(server, corpus):
+    failures = []
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        for name, (path, kwargs) in corpus.items():
+            response = http.post(path, **kwargs)
+            try:
+                error = response.json().get("error")
+            except (ValueError, AttributeError):
+                error = None
+            if not (400 <= response.status_code < 500 and isinstance(error, str) and error):
+                failures.append(f"{name}: {response.status_code} {response.text[:200]}")
+            ready = http.get("/v2/health/ready")
+            if ready.status_code != 200:
+                failures.append(f"{name}: server not ready afterwards ({ready.status_code})")
+    assert not failures, "\n".join(failures)
