@@ -27,7 +27,7 @@ fi
 
 echo "== building $IMAGE"
 started=$(date +%s)
-buildah "${STORE[@]}" bud --isolation chroot --pull=never --layers=false \
+buildah "${STORE[@]}" bud --format docker --isolation chroot --pull=never --layers=false \
   -v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
   -t "$IMAGE" "$ROOT" >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
 echo "   built in $(( $(date +%s) - started )) s"
