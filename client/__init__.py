@@ -3,17 +3,16 @@
 Needs only httpx and numpy. The `neuroserve` command line lives in `client.cli`.
 """
 
-__version__ = "0.1.0"
-
-from client.aio import AsyncNeuroserveClient  # noqa: E402
-from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError,  # noqa: E402
+from client._version import __version__
+from client.aio import AsyncNeuroserveClient
+from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError,
                            NeuroserveError, NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError,
                            ServerError, ServiceUnavailableError, UnsupportedMediaTypeError)
-from client.results import (ChatCompletion, Classification, ClassifyResult, Forecast, Health,  # noqa: E402
+from client.results import (ChatCompletion, Classification, ClassifyResult, Forecast, Health,
                             LabelScore, ModelInfo, ModelList, Sentiment, SentimentResult, Subtype, TumorDetection,
                             TumorResult, Translation)
-from client.retry import RetryPolicy  # noqa: E402
-from client.sync import NeuroserveClient  # noqa: E402
+from client.retry import RetryPolicy
+from client.sync import NeuroserveClient
 
 __all__ = [
     "AsyncNeuroserveClient", "AuthenticationError", "BadRequestError", "ChatCompletion", "Classification",

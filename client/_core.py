@@ -17,7 +17,7 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 
-from client import __version__
+from client._version import __version__
 from client.errors import ServerError, error_for, transport_error
 from client.images import ImageInput, image_files
 from client.results import (ChatCompletion, ClassifyResult, Forecast, Health, ModelList, SentimentResult,
@@ -119,7 +119,11 @@ def _decode_tensors(response: httpx.Response) -> dict[str, np.ndarray]:
 
 
 class _Endpoints:
-    """One typed method per endpoint. The async client's methods return awaitables of the same results."""
+    """One typed method per endpoint. The async client's methods return awaitables of the same results.
+
+    Each client provides the I/O: `_execute(call)` sends with retries, then parses or raises; `_run(plan)`
+    sends a generator's calls in turn; `_stream_deltas(call)` iterates a chat stream's text.
+    """
 
     def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float | httpx.Timeout | None = DEFAULT_TIMEOUT_S,
                  retry: RetryPolicy | None = None, max_retries: int | None = None,
@@ -136,19 +140,13 @@ class _Endpoints:
         self._http = self._http_class(base_url=self.url, timeout=timeout, headers=all_headers, transport=transport)
 
     _http_class: type = httpx.Client
+    # The I/O, provided by each client (blocking, or returning awaitables).
+    _execute: Callable[[Call], Any]
+    _run: Callable[[Generator[Call, Any, Any]], Any]
+    _stream_deltas: Callable[[Call], Any]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
-
-    # -- the I/O each client implements -------------------------------------------------------------
-    def _execute(self, call: Call) -> Any:
-        raise NotImplementedError
-
-    def _run(self, plan: Generator[Call, Any, Any]) -> Any:
-        raise NotImplementedError
-
-    def _stream_deltas(self, call: Call) -> Any:
-        raise NotImplementedError
 
     # -- task endpoints ------------------------------------------------------------------------------
     def classify_images(self, images: ImageInput | Iterable[ImageInput], top_k: int = 5,

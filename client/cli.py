@@ -18,6 +18,7 @@ Exit status: 0 ok, 2 a client-side error (bad request, key, unknown model, unrea
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from typing import Any, Callable
@@ -191,7 +192,8 @@ def _models(ns, args: argparse.Namespace) -> int:
         table = _table("models", "id", "task", "versions", "state", "provider", "description")
         for m in result:
             state = Text("ready", "green") if m.ready else Text(m.state, "red") + (f" ({m.reason})" if m.reason else "")
-            _row(table, m.id, m.task or "", ", ".join(m.versions), state, m.provider or "", m.description)
+            provider = (m.provider or "").removesuffix("ExecutionProvider")  # CPUExecutionProvider -> CPU
+            _row(table, m.id, m.task or "", ", ".join(m.versions), state, provider, m.description)
         return table
 
     return _show(args, ns.models(), render)
@@ -283,14 +285,13 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(["serve", *unknown])
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    try:
-        import rich  # noqa: F401  (checked early: a message beats a traceback)
-
-        from client.errors import NeuroserveConnectionError, NeuroserveError
-    except ModuleNotFoundError as exc:
-        print(f"the neuroserve client needs the client extra: pip install 'neuroserve[client]' (missing {exc.name!r})",
+    missing = [name for name in ("httpx", "numpy", "rich") if importlib.util.find_spec(name) is None]
+    if missing:  # a server-only install: a message beats a traceback
+        print(f"this command needs the client extra: pip install 'neuroserve[client]' (missing {', '.join(missing)})",
               file=sys.stderr)
         return 2
+    from client.errors import NeuroserveConnectionError, NeuroserveError
+
     try:
         with make_client(args) as ns:
             return args.handler(ns, args)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
-
-
-def _raw() -> Any:
-    return field(default_factory=dict, repr=False, compare=False)
+from typing import Iterator
 
 
 @dataclass
@@ -28,7 +24,7 @@ class ClassifyResult:
     model: str
     version: str
     results: list[Classification]
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "ClassifyResult":
@@ -57,7 +53,7 @@ class TumorResult:
     model: str
     version: str
     results: list[TumorDetection]
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "TumorResult":
@@ -80,7 +76,7 @@ class SentimentResult:
     model: str
     version: str
     results: list[Sentiment]
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "SentimentResult":
@@ -96,7 +92,7 @@ class Forecast:
     upper: list[float]
     interval: float  # nominal coverage of [lower, upper]
     timestamps: list[str] | None = None  # traffic: the hour each value is for
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "Forecast":
@@ -109,7 +105,7 @@ class Translation:
     model: str
     version: str
     translations: list[str]
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "Translation":
@@ -122,7 +118,7 @@ class ChatCompletion:
     content: str  # the first choice's message
     finish_reason: str | None
     usage: dict
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "ChatCompletion":
@@ -153,7 +149,7 @@ class ModelInfo:
 @dataclass
 class ModelList:
     data: list[ModelInfo]
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "ModelList":
@@ -175,7 +171,7 @@ class Health:
     ready: bool
     loading: list[str]  # models still loading
     failed: dict[str, str]  # model -> why it failed to load
-    raw: dict = _raw()
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, live: dict, ready: dict) -> "Health":
