@@ -20,6 +20,7 @@ from service.metrics import Metrics
 from service.middleware import ServingMiddleware
 from service.repository import ModelRepository
 from service.responses import JSONBytes
+from service.security import api_key_valid
 from service.settings import Settings
 from service.tasks import task_preparers, task_routers
 
@@ -101,5 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["*"], expose_headers=["Inference-Header-Content-Length", "X-Request-ID"])
-    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, state=app.state)
+    app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, state=app.state,
+                       docs_allowed=(lambda authorization: api_key_valid(settings, authorization)) if settings.auth_enabled else None)
     return app

@@ -19,6 +19,8 @@ log = logging.getLogger("neuroserve.access")
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 UNMETERED = {"/metrics", "/v2/health/live", "/v2/health/ready"}
+# Routes FastAPI adds itself (API reference); guarded here since they take no dependencies.
+DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
 
 
 class BodyTooLarge(Exception):
@@ -32,8 +34,9 @@ def _error(status: int, message: str, extra_headers: list[tuple[bytes, bytes]] =
 
 
 class ServingMiddleware:
-    def __init__(self, app, *, metrics: Metrics, max_body_bytes: int, state):
+    def __init__(self, app, *, metrics: Metrics, max_body_bytes: int, state, docs_allowed=None):
         self.app = app
+        self.docs_allowed = docs_allowed  # callable(authorization header) -> bool
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.state = state  # app.state: draining flag lives there
@@ -68,6 +71,10 @@ class ServingMiddleware:
             if getattr(self.state, "draining", False) and scope["path"] not in UNMETERED:
                 await respond(503, "server is shutting down", [(b"retry-after", b"5"), (b"connection", b"close")])
                 return
+            if self.docs_allowed is not None and scope["path"].startswith(DOCS_PREFIXES):
+                if not self.docs_allowed(headers.get(b"authorization", b"").decode("latin-1")):
+                    await respond(401, "missing or invalid API key", [(b"www-authenticate", b"Bearer")])
+                    return
             declared = headers.get(b"content-length")
             if declared is not None:
                 try:

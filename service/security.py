@@ -25,15 +25,19 @@ def _matches(token: str, keys) -> bool:
     return found
 
 
-async def require_api_key(request: Request) -> None:
-    settings = request.app.state.settings
+def api_key_valid(settings, authorization: str) -> bool:
+    """True when auth is off, or the Authorization header carries an API key or the admin key."""
     if not settings.auth_enabled:
-        return
-    token = _bearer(request)
-    if token is None:
-        raise Unauthorized()
+        return True
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return False
     keys = list(settings.api_keys) + ([settings.admin_key] if settings.admin_key else [])
-    if not _matches(token, keys):
+    return _matches(token.strip(), keys)
+
+
+async def require_api_key(request: Request) -> None:
+    if not api_key_valid(request.app.state.settings, request.headers.get("authorization", "")):
         raise Unauthorized()
 
 

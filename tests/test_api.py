@@ -199,7 +199,7 @@ def test_api_keys_guard_every_route_but_health_and_metrics(make_client):
     secured = make_client(api_keys="k1,k2", admin_key="root")
     for path in ("/v2/health/live", "/v2/health/ready", "/metrics"):
         assert secured.get(path).status_code == 200, path
-    for path in ("/v2", "/v2/models/add-sub", "/v1/models", "/v2/models/add-sub/stats"):
+    for path in ("/v2", "/v2/models/add-sub", "/v1/models", "/v2/models/add-sub/stats", "/openapi.json", "/docs", "/redoc"):
         assert secured.get(path).status_code == 401, path
         assert secured.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401, path
         assert secured.get(path, headers={"Authorization": "Bearer k2"}).status_code == 200, path

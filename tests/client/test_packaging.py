@@ -27,7 +27,21 @@ def test_client_extra_resolves_without_server_dependencies(tmp_path):
 
 
 def test_importing_the_client_loads_no_server_module():
-    code = ("import sys, client, client.cli; bad = [m for m in ('fastapi', 'onnxruntime', 'service', 'PIL', 'torch')"
+    code = ("import sys, client, client.cli; client.NeuroserveClient, client.AsyncNeuroserveClient; bad = [m for m in ('fastapi', 'onnxruntime', 'service', 'PIL', 'torch')"
             " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _without_client_deps(code: str) -> subprocess.CompletedProcess:
+    """Runs `code` as on a server-only install: httpx, numpy and rich cannot be imported."""
+    prelude = "import sys\nfor name in ('httpx', 'numpy', 'rich'): sys.modules[name] = None\n"
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_serve_runs_on_a_server_only_install():
+    done = _without_client_deps("from client.cli import main; sys.exit(main(['serve', '--help']))")
+    assert done.returncode == 0, done.stderr
+    assert "--limit-concurrency" in done.stdout and "--models" in done.stdout
+    done = _without_client_deps("from client.cli import main; sys.exit(main(['models']))")
+    assert done.returncode == 2 and "client extra" in done.stderr and "httpx" in done.stderr

@@ -90,3 +90,35 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(start_server, tm
     assert codes.count(200) >= in_flight, (in_flight, codes)
     assert set(codes) <= {200, 503, "refused"}, codes
     assert refused in (503, "connection refused")
+
+
+def test_clients_that_disconnect_mid_request_leave_the_server_healthy(start_server, tmp_path):
+    proc = start_server(models=_slow_repo(tmp_path), env={"NEUROSERVE_INTRA_OP_THREADS": "1"})
+    images = np.zeros((1, 224, 224, 3), np.uint8)
+    header = json.dumps({"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "UINT8",
+                                     "parameters": {"binary_data_size": images.nbytes}}]}).encode()
+    body = header + images.tobytes()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+
+    def impatient(_):
+        try:
+            httpx.post(f"{proc.url}/v2/models/slow-cnn/infer", content=body, headers=headers, timeout=0.02)
+        except httpx.TimeoutException:
+            return "gave up"
+        return "answered"
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(impatient, range(32)))
+    assert "gave up" in outcomes
+    # Half-sent bodies: the connection closes before the declared length arrives.
+    import socket
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", proc.port)) as raw:
+            raw.sendall(b"POST /v2/models/add-sub/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"inputs\"")
+    deadline = time.monotonic() + 30
+    while _in_flight(proc.url) > 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _in_flight(proc.url) == 0
+    ok = httpx.post(f"{proc.url}/v2/models/slow-cnn/infer", content=body, headers=headers, timeout=30)
+    assert ok.status_code == 200
+    assert httpx.get(f"{proc.url}/v2/health/ready").status_code == 200
