@@ -7,6 +7,7 @@ endpoint of several requests (health) is a generator of calls, run by `self._run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -85,7 +86,12 @@ def sse_delta(line: str) -> str | None:
     payload = line[5:].strip()
     if payload == "[DONE]":
         return None
-    event = json.loads(payload)
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ServerError(f"malformed event in the chat stream: {payload[:200]!r}") from None
+    if not isinstance(event, dict):
+        raise ServerError(f"malformed event in the chat stream: {payload[:200]!r}")
     if "error" in event:
         error = event["error"]
         raise ServerError(error.get("message", str(error)) if isinstance(error, dict) else str(error))
@@ -133,7 +139,7 @@ class _Endpoints:
         self.url = (url or os.environ.get("NEUROSERVE_URL") or DEFAULT_URL).rstrip("/")
         api_key = api_key if api_key is not None else os.environ.get("NEUROSERVE_API_KEY") or None
         retry = retry or RetryPolicy()
-        self.retry = retry if max_retries is None else RetryPolicy(**{**retry.__dict__, "max_retries": max_retries})
+        self.retry = retry if max_retries is None else dataclasses.replace(retry, max_retries=max_retries)
         all_headers = {"User-Agent": f"neuroserve-client/{__version__}", **(headers or {})}
         if api_key:
             all_headers["Authorization"] = f"Bearer {api_key}"

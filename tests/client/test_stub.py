@@ -75,6 +75,10 @@ def test_chat_stream_stops_at_done_and_raises_stream_errors():
         assert next(stream) == "partial"
         with pytest.raises(ServerError, match="model crashed"):
             next(stream)
+    from client._core import sse_delta
+
+    with pytest.raises(ServerError, match="malformed event"):
+        sse_delta("data: {not json")
 
 
 def test_chat_stream_error_status_is_typed_sync_and_async():
