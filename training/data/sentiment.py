@@ -18,7 +18,8 @@ PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1
 MAX_TOKENS = 128
 
 # word pieces kept whole after whitespace splitting; anything else non-space is one token per character
-TOKEN_PATTERN = (r"``|''|\.\.\.|--|'(?:s|re|ve|ll|d|m|em)\b|n't\b"
+TOKEN_PATTERN = (r"``|''|\.\.\.|--|\*+|'(?:s|re|ve|ll|d|m|em)\b|n't\b|'n'"
+                 r"|(?:\p{L}\.){2,}|(?:mr|mrs|ms|dr|st|jr|vs|\p{L})\.$|\p{N}+(?:,\p{N}{3})+"
                  r"|[\p{L}\p{N}]+(?:[-'./&][\p{L}\p{N}]+)*|\S")
 # (regex, replacement) applied in order after NFKC + lowercase: PTB-style clitics and quotes as in SST
 REPLACEMENTS = [

@@ -15,7 +15,12 @@ REGISTRY: dict[str, str] = {
     "cifar10": "training.recipes.cifar10:Cifar10Recipe",
     "cifar10-small": "training.recipes.cifar10:Cifar10SmallRecipe",
     "tumor": "training.recipes.tumor:TumorRecipe",
-    # later: "sentiment", "traffic", "prices", "translation", "chat"
+    "sentiment-rnn": "training.recipes.sentiment:SentimentRNNRecipe",
+    "sentiment-gru": "training.recipes.sentiment:SentimentGRURecipe",
+    "sentiment-lstm": "training.recipes.sentiment:SentimentRecipe",
+    "traffic": "training.recipes.traffic:TrafficRecipe",
+    "prices": "training.recipes.prices:PricesRecipe",
+    # later: "translation", "chat"
 }
 
 

@@ -1,0 +1,392 @@
+"""SST-2 sentiment: word-level tokenizer (train split) + bidirectional RNN / GRU / LSTM.
+
+    neuroserve-train train sentiment-lstm --epochs 6 --seed 0
+    neuroserve-train export sentiment-lstm      # models/sentiment-lstm/{manifest.json,tokenizer.json,1/model.onnx}
+
+The three registry entries differ only in the recurrent cell (and their default sizes/priority).
+Optional word-embedding pretraining (skip-gram with negative sampling on the train text itself,
+``training/nets/word2vec.py``) initialises the embedding table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training import cards, metrics
+from training.data import sentiment as data
+from training.loop import epoch_generator, fit, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
+from training.nets.sequence import SentimentExport, SentimentNet, count_parameters
+from training.recipes.base import Recipe
+from training.seqtools import export_graph, parity_cases, run_onnx
+
+
+@dataclass
+class SentimentConfig:
+    model_name: str = "sentiment-lstm"
+    arch: str = "lstm"
+    emb_dim: int = 128
+    hidden: int = 128
+    bidirectional: bool = True
+    dropout: float = 0.3
+    emb_dropout: float = 0.1
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    clip: float = 1.0
+    min_frequency: int = 1
+    max_tokens: int = data.MAX_TOKENS
+    pretrain_epochs: int = 0  # skip-gram epochs on the train text before training (0 = random embeddings)
+    threads: int = 0  # 0: $NEUROSERVE_THREADS or 2
+
+
+@torch.no_grad()
+def predict_logits(net: SentimentNet, seqs: list[np.ndarray], batch: int = 256) -> np.ndarray:
+    net.eval()
+    order = np.argsort([len(s) for s in seqs], kind="stable")
+    out = np.zeros((len(seqs), 2), dtype=np.float32)
+    for i in range(0, len(seqs), batch):
+        idx = order[i : i + batch]
+        ids, lengths = data.pad_batch([seqs[j] for j in idx])
+        out[idx] = net(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
+    return out
+
+
+def bow_baseline(train_seqs: list[np.ndarray], y: np.ndarray, val_seqs: list[np.ndarray], vocab: int,
+                 epochs: int = 3, seed: int = 0) -> np.ndarray:
+    """Bag-of-words logistic regression (EmbeddingBag mean -> 1 logit), trained on the same train split."""
+    g = torch.Generator().manual_seed(seed)
+    model = torch.nn.EmbeddingBag(vocab, 1, mode="sum", padding_idx=0)
+    torch.nn.init.zeros_(model.weight)
+    bias = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.Adam([*model.parameters(), bias], lr=0.02)
+    yt = torch.as_tensor(y, dtype=torch.float32)
+    for _ in range(epochs):
+        perm = torch.randperm(len(train_seqs), generator=g).numpy()
+        for i in range(0, len(perm), 256):
+            idx = perm[i : i + 256]
+            ids, _ = data.pad_batch([train_seqs[j] for j in idx])
+            logit = model(torch.from_numpy(ids)).squeeze(1) + bias
+            loss = F.binary_cross_entropy_with_logits(logit, yt[idx]) + 1e-6 * model.weight.pow(2).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        ids, _ = data.pad_batch(val_seqs)
+        return (model(torch.from_numpy(ids)).squeeze(1) + bias).numpy()
+
+
+class SentimentRecipe(Recipe):
+    task = "sentiment-lstm"
+    data_subdir = "sentiment"
+    priority = 10
+    default = SentimentConfig()
+
+    def config(self, args: argparse.Namespace) -> SentimentConfig:
+        cfg = SentimentConfig(**asdict(self.default))
+        if getattr(args, "epochs", None):
+            cfg.epochs = args.epochs
+        if getattr(args, "batch_size", None):
+            cfg.batch_size = args.batch_size
+        return cfg
+
+    def build(self, cfg: SentimentConfig, vocab: int) -> SentimentNet:
+        return SentimentNet(vocab, cfg.arch, cfg.emb_dim, cfg.hidden, cfg.bidirectional, cfg.dropout, cfg.emb_dropout)
+
+    def train(self, args: argparse.Namespace) -> int:
+        cfg = self.config(args)
+        setup_torch(args.device, cfg.threads or None)
+        seed_everything(args.seed)
+        train_set, val_set = data.load_splits(self.data_dir(args), args.limit)
+        tok = data.build_tokenizer(train_set.texts, cfg.min_frequency)
+        vocab = tok.get_vocab_size()
+        tr = data.encode(tok, train_set.texts, cfg.max_tokens)
+        va = data.encode(tok, val_set.texts, cfg.max_tokens)
+        tr_len = np.asarray([len(s) for s in tr])
+        y = torch.as_tensor(train_set.y)
+        model = self.build(cfg, vocab)
+        pretrain = {}
+        if cfg.pretrain_epochs:
+            from training.nets.word2vec import pretrain_embeddings
+
+            t0 = time.time()
+            weights, pretrain = pretrain_embeddings(tr, vocab, cfg.emb_dim, cfg.pretrain_epochs, seed=args.seed,
+                                                    quiet=args.quiet)
+            with torch.no_grad():
+                model.emb.weight.copy_(torch.from_numpy(weights))
+                model.emb.weight[0].zero_()
+            pretrain["wall_time_s"] = round(time.time() - t0, 1)
+            print(f"skip-gram pretraining: {pretrain}")
+        steps = math.ceil(len(tr) / cfg.batch_size)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.1)
+        print(f"{cfg.model_name}: train {len(tr)}, val {len(va)}, vocab {vocab}, params {count_parameters(model):,}, "
+              f"{hardware()}")
+
+        def train_epoch(epoch: int) -> dict[str, float]:
+            model.train()
+            rng = np.random.default_rng(int(epoch_generator(args.seed, epoch).initial_seed()))
+            batches = data.length_batches(tr_len, cfg.batch_size, rng)
+            tot = correct = seen = 0.0
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=10, disable=args.quiet)
+            for idx in bar:
+                ids, lengths = data.pad_batch([tr[j] for j in idx])
+                logits = model(torch.from_numpy(ids), torch.from_numpy(lengths))
+                yb = y[idx]
+                loss = F.cross_entropy(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                opt.step()
+                if sched.last_epoch < sched.total_steps - 1:
+                    sched.step()
+                tot += float(loss.detach()) * len(idx)
+                correct += float((logits.argmax(1) == yb).sum())
+                seen += len(idx)
+                bar.set_postfix(loss=f"{tot / seen:.4f}", acc=f"{correct / seen:.3f}")
+            return {"train_loss": tot / seen, "train_acc": correct / seen, "lr": float(sched.get_last_lr()[0])}
+
+        def evaluate(epoch: int) -> dict[str, float]:
+            logits = predict_logits(model, va)
+            val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.as_tensor(val_set.y)))
+            return {"val_loss": val_loss, "val_acc": float((logits.argmax(1) == val_set.y).mean())}
+
+        def get_state() -> dict[str, Any]:
+            return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+
+        def set_state(st: dict[str, Any]) -> None:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            sched.load_state_dict(st["sched"])
+
+        meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "tokenizer": tok.to_str(),
+                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
+                "n_train": len(tr), "n_val": len(va), "vocab": vocab, "params": count_parameters(model),
+                "limit": args.limit, "pretrain": pretrain}
+        t0 = time.time()
+        history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
+                      set_state=set_state, train_epoch=train_epoch, evaluate=evaluate, meta=meta)
+        print(f"done in {time.time() - t0:.0f} s ({history.wall_time_s:.0f} s over all sessions)")
+        return 0
+
+    def load_trained(self, args: argparse.Namespace):
+        from tokenizers import Tokenizer
+
+        path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt"
+        ckpt = load_checkpoint(path)
+        meta = ckpt["meta"]
+        cfg = SentimentConfig(**{**asdict(self.default), **meta["config"]})
+        model = self.build(cfg, meta["vocab"])
+        model.load_state_dict(ckpt["recipe"]["model"])
+        return model.eval(), Tokenizer.from_str(meta["tokenizer"]), cfg, ckpt
+
+    def evaluate(self, args: argparse.Namespace) -> int:
+        setup_torch(args.device)
+        model, tok, cfg, ckpt = self.load_trained(args)
+        _, val_set = data.load_splits(self.data_dir(args), ckpt["meta"].get("limit"))
+        pred = predict_logits(model, data.encode(tok, val_set.texts, cfg.max_tokens)).argmax(1)
+        result = {"accuracy": metrics.accuracy_with_ci(pred, val_set.y)}
+        print(json.dumps(result, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=2))
+        return 0
+
+    def export(self, args: argparse.Namespace) -> int:
+        t_start = time.time()
+        setup_torch(args.device)
+        model, tok, cfg, ckpt = self.load_trained(args)
+        meta = ckpt["meta"]
+        name = cfg.model_name
+        model_dir = self.models_dir(args) / name
+        onnx_path = model_dir / "1" / "model.onnx"
+        train_set, val_set = data.load_splits(self.data_dir(args), meta.get("limit"))
+        vocab = meta["vocab"]
+
+        wrapper = SentimentExport(model).eval()
+        rng = np.random.default_rng(1)
+        example = {"input_ids": torch.randint(2, vocab, (2, 7)), "lengths": torch.tensor([7, 4])}
+        export_graph(wrapper, example, onnx_path, ["probabilities"],
+                     {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "probabilities": {0: "batch"}})
+        cases = []
+        for b in (1, 3, 64):
+            for t in (1, 9, 40):
+                lengths = rng.integers(1, t + 1, size=b).astype(np.int64)
+                lengths[0] = t
+                ids = rng.integers(2, vocab, size=(b, t)).astype(np.int64) * (np.arange(t)[None] < lengths[:, None])
+                cases.append({"input_ids": ids, "lengths": lengths})
+        parity = parity_cases(wrapper, onnx_path, cases)
+        print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB); parity {parity['max_abs_diff']:.2e}")
+        tok_path = model_dir / "tokenizer.json"
+        tok.save(str(tok_path))
+
+        # validation through the exact serving path: tokenizer.json -> ids -> ONNX
+        from tokenizers import Tokenizer
+
+        served = Tokenizer.from_file(str(tok_path))
+        va = data.encode(served, val_set.texts, cfg.max_tokens)
+        ids, lengths = data.pad_batch(va)
+        probs = run_onnx(onnx_path, {"input_ids": ids, "lengths": lengths})
+        ids7, _ = data.pad_batch(va, extra=7)
+        probs7 = run_onnx(onnx_path, {"input_ids": ids7, "lengths": lengths})
+        pad_diff = float(np.abs(probs - probs7).max())
+        pred = probs.argmax(1)
+        yv = val_set.y
+        acc = metrics.accuracy_with_ci(pred, yv)
+        acc_boot = metrics.bootstrap_ci(lambda p, t: float((p == t).mean()), pred, yv, n_boot=2000)
+        cm = metrics.confusion_matrix(yv, pred, 2)
+        nll = float(-np.mean(np.log(np.clip(probs[np.arange(len(yv)), yv], 1e-12, 1))))
+        ece = metrics.expected_calibration_error(yv, probs[:, 1])
+        tr = data.encode(served, train_set.texts, cfg.max_tokens)
+        bow = bow_baseline(tr, train_set.y, va, vocab, seed=args.seed)
+        bow_pred = (bow > 0).astype(np.int64)
+        majority = int(np.bincount(train_set.y).argmax())
+        baselines = {
+            "majority_class_of_train": {"label": data.LABELS[majority],
+                                        "accuracy": metrics.accuracy_with_ci(np.full_like(yv, majority), yv)},
+            "bag_of_words_logistic": {"accuracy": metrics.accuracy_with_ci(bow_pred, yv),
+                                      "accuracy_bootstrap_ci95": metrics.bootstrap_ci(
+                                          lambda p, t: float((p == t).mean()), bow_pred, yv, n_boot=2000)},
+        }
+        print(f"val accuracy {cards.fmt_prop(acc)} (bootstrap {acc_boot}); padding diff {pad_diff:.2e}; "
+              f"baselines: BoW {cards.fmt_prop(baselines['bag_of_words_logistic']['accuracy'])}")
+
+        history = ckpt["history"]
+        train_cmd = meta["command"].replace(" --resume", "")
+        provenance = {
+            "training_command": train_cmd, "export_command": f"neuroserve-train export {self.task}",
+            "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
+            "pretrain": meta.get("pretrain") or None, "hardware": meta["hardware"], "git_commit": git_commit(),
+            "params": meta["params"], "vocab": vocab, "onnx_bytes": onnx_path.stat().st_size,
+            "train_examples": meta["n_train"], "validation_examples": int(len(yv)), "framework": f"torch {torch.__version__}",
+        }
+        metric_block = {"accuracy": acc, "accuracy_bootstrap_ci95": acc_boot, "nll": nll, "ece": ece,
+                        "confusion": cm.tolist(), "baselines": baselines, "parity_max_abs_diff": parity["max_abs_diff"],
+                        "padding_invariance_max_abs_diff": pad_diff}
+        description = (f"SST-2 binary sentiment: word-level tokenizer + {'bidirectional ' if cfg.bidirectional else ''}"
+                       f"{cfg.arch.upper()} (hidden {cfg.hidden}), masked max+mean pooling")
+        cards.write_manifest(model_dir, {
+            "name": name, "task": "text-sentiment", "description": description, "priority": self.priority,
+            "inputs": [{"name": "input_ids", "datatype": "INT64", "shape": [-1, -1]},
+                       {"name": "lengths", "datatype": "INT64", "shape": [-1]}],
+            "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
+            "labels": data.LABELS, "tokenizer": "tokenizer.json",
+            "preprocessing": {"tokenizer": "tokenizer.json (normalizer: NFKC, lowercase, PTB-style clitics/quotes; "
+                                           "WordLevel vocabulary of the SST-2 train split)",
+                              "pad_id": 0, "unk_id": 1, "truncate": "first max_tokens ids",
+                              "lengths": "number of ids per row after truncation"},
+            "batching": {"max_batch_size": 64, "max_queue_delay_ms": 0, "pad_inputs": {"input_ids": 0}},
+            "parameters": {"max_tokens": cfg.max_tokens},
+            "provenance": provenance,
+            "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"],
+                        "val_accuracy_bootstrap_ci95": acc_boot, "val_n": int(len(yv)),
+                        "baseline_bow_accuracy": baselines["bag_of_words_logistic"]["accuracy"]["value"]},
+        })
+        if not args.skip_card:
+            cards.plot_history(history, model_dir / "training_curves.png",
+                               [("train_loss", "val_loss"), ("train_acc", "val_acc")], f"{name} training")
+            cards.plot_confusion(cm, data.LABELS, model_dir / "confusion_matrix.png",
+                                 f"{name}: validation (n={len(yv)})")
+            card = {"name": name, "task": "text-sentiment", "description": description, "metrics": metric_block,
+                    "provenance": provenance, "config": asdict(cfg), "history": history}
+            cards.write_card(model_dir, card, render_readme(name, description, card, self.target))
+        print(f"export finished in {time.time() - t_start:.0f} s")
+        return 0
+
+    target = 0.87
+
+
+def render_readme(name: str, description: str, card: dict[str, Any], target: float) -> str:
+    m, p, c = card["metrics"], card["provenance"], card["config"]
+    base = m["baselines"]
+    cm = m["confusion"]
+    acc = m["accuracy"]["value"]
+    pre = p.get("pretrain")
+    pre_txt = (f"Embeddings initialised by skip-gram pretraining on the train text ({pre.get('epochs')} epochs, "
+               f"window {pre.get('window')}, {pre.get('negatives')} negatives, {pre.get('wall_time_s')} s)."
+               if pre else "Embeddings randomly initialised (no pretrained vectors are available offline).")
+    return f"""# {name} (model card)
+
+{description}.
+
+## I/O contract
+- Tokenizer: `tokenizer.json` (Hugging Face `tokenizers`). Its normalizer maps real text to the SST-2 training form
+  (NFKC, lowercase, PTB-style splitting: `It's GREAT!!` -> `it 's great ! !`, `don't` -> `do n't`, curly quotes
+  and double quotes -> `` `` `` / `''`). The server runs `encode_batch(texts)`, takes `.ids` and truncates to
+  `parameters.max_tokens` = {c['max_tokens']}. Pad id 0, unknown id 1; vocabulary {p['vocab']:,} words of the train split.
+- inputs: `input_ids` INT64 [-1, -1] (right-padded with 0), `lengths` INT64 [-1] (ids per row).
+- output: `probabilities` FP32 [-1, 2], softmax over [negative, positive].
+- Padding invariance: the net reads only the first `lengths` ids of each row (forward cell causal, backward cell run
+  on the row reversed within its length, masked pooling). Checked on the exported ONNX over the whole validation set
+  at padded length L vs L+7: max |diff| {m['padding_invariance_max_abs_diff']:.1e}.
+- torch vs onnxruntime parity at export: max |diff| {m['parity_max_abs_diff']:.1e} (limit 1e-4; batch 1/3/64 x length 1/9/40).
+
+## Data and split
+- `shared/data/sentiment/` (GLUE SST-2): train {p['train_examples']:,} phrases and sentences, validation = GLUE dev,
+  {p['validation_examples']} full sentences. Official test split not used; nothing tuned on it. Hyper-parameters were set
+  a priori (no early stopping: the last epoch's weights are served); validation was only watched.
+
+## Validation metrics (n = {p['validation_examples']}, through tokenizer.json + ONNX, i.e. the served path)
+- **accuracy {cards.fmt_prop(m['accuracy'])}**; percentile bootstrap 95% CI
+  {100 * m['accuracy_bootstrap_ci95'][0]:.2f}-{100 * m['accuracy_bootstrap_ci95'][1]:.2f}%.
+  Target >= {100 * target:.0f}%: **{'met' if acc >= target else 'NOT met'}**.
+- log-loss {m['nll']:.4f}; ECE (10 bins, P(positive)) {m['ece']:.4f}.
+- confusion (rows true negative/positive, columns predicted): {cm}.
+
+![confusion matrix](confusion_matrix.png)
+
+## Baselines (same split, same tokenizer)
+- majority class of train ({base['majority_class_of_train']['label']}): {cards.fmt_prop(base['majority_class_of_train']['accuracy'])}
+- bag-of-words logistic regression (train split, 3 epochs Adam): {cards.fmt_prop(base['bag_of_words_logistic']['accuracy'])}
+
+## Training
+![training curves](training_curves.png)
+
+- Embedding {c['emb_dim']} -> {'bidirectional ' if c['bidirectional'] else ''}{c['arch'].upper()} hidden {c['hidden']}
+  -> masked max+mean pooling -> MLP -> 2 logits; dropout {c['dropout']} (embeddings {c['emb_dropout']}).
+  {p['params']:,} parameters. {pre_txt}
+- AdamW lr {c['lr']} (one-cycle), weight decay {c['weight_decay']}, batch {c['batch_size']} (length-bucketed), gradient
+  clipping {c['clip']}, {p['epochs']} epochs, cross-entropy on all train phrases.
+- Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min ({p['train_wall_time_s']:.0f} s incl. validation
+  passes{', plus pretraining' if pre else ''}) on {p['hardware']} (2 cores shared with other training runs).
+  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Git commit at export: {p['git_commit'] or 'n/a'}.
+
+## Recreate
+```
+{p['training_command']}
+{p['export_command']}
+```
+(`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or `../shared/data`.)
+
+## Limitations
+- Trained on short movie-review phrases; other domains (products, tweets, sarcasm) will do worse. English only.
+- Words outside the train vocabulary map to one unknown id; no subword handling, no pretrained vectors.
+- Binary only (no neutral class): neutral text still gets a confident-looking label.
+- Accuracy on 872 validation sentences has a +/-3 point 95% interval; differences smaller than that between the
+  RNN/GRU/LSTM variants are not significant.
+"""
+
+
+class SentimentGRURecipe(SentimentRecipe):
+    task = "sentiment-gru"
+    priority = 5
+    default = SentimentConfig(model_name="sentiment-gru", arch="gru")
+
+
+class SentimentRNNRecipe(SentimentRecipe):
+    task = "sentiment-rnn"
+    priority = 0
+    target = 0.80
+    default = SentimentConfig(model_name="sentiment-rnn", arch="rnn", lr=1e-3)
