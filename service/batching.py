@@ -93,13 +93,17 @@ class Batcher:
         """Direct call for warm-up (before the worker starts)."""
         return self._runner(feeds)
 
+    def check_capacity(self) -> None:
+        """Refuse early (before a body is read and parsed) when the queue is already full."""
+        if len(self._pending) >= self.max_queue_size:
+            raise ServiceUnavailable(f"model {self.name!r} queue is full ({self.max_queue_size} requests); retry later")
+
     def submit(self, feeds: dict[str, np.ndarray], rows: int) -> asyncio.Future:
         """Enqueue synchronously (no await before the item is queued: a concurrent reload cannot
         slip in between resolving the model and queueing on it). Await the returned future."""
         if self._closing or self._worker is None:
             raise ServiceUnavailable(f"model {self.name!r} is unloading")
-        if len(self._pending) >= self.max_queue_size:
-            raise ServiceUnavailable(f"model {self.name!r} queue is full ({self.max_queue_size} requests); retry later")
+        self.check_capacity()
         if self.batching and rows > self.max_batch_size:
             raise BadRequest(f"batch size {rows} exceeds the model's max_batch_size {self.max_batch_size}")
         future = asyncio.get_running_loop().create_future()
@@ -108,6 +112,7 @@ class Batcher:
         return future
 
     async def infer(self, feeds: dict[str, np.ndarray], rows: int) -> tuple[dict[str, np.ndarray], BatchStats]:
+        """Queue and wait (the batcher's own tests use this; the server goes through ModelVersion.infer)."""
         return await self.submit(feeds, rows)
 
     async def close(self, timeout_s: float = 30.0) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -72,25 +72,36 @@ class ModelVersion:
             raise ModelLoadError(f"{relative!r} points outside the model folder")
         return path
 
-    async def infer(self, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], BatchStats]:
-        rows = self._rows(feeds)
+    def infer(self, feeds: dict[str, np.ndarray]) -> Awaitable[tuple[dict[str, np.ndarray], BatchStats]]:
+        """Queue the request now (synchronously: no reload can slip in between resolving this version
+        and queueing on it) and return an awaitable of (outputs, stats)."""
         started = time.perf_counter_ns()
         try:
-            outputs, stats = await self.batcher.submit(feeds, rows)
+            future = self.batcher.submit(feeds, self._rows(feeds))
         except Exception:
-            self.stats.fail_count += 1
-            self.stats.fail_ns += time.perf_counter_ns() - started
+            self._count_failure(started)
             raise
-        elapsed = time.perf_counter_ns() - started
+        return self._finish(future, started)
+
+    async def _finish(self, future, started: int) -> tuple[dict[str, np.ndarray], BatchStats]:
+        try:
+            outputs, stats = await future
+        except BaseException:
+            self._count_failure(started)
+            raise
         s = self.stats
         s.success_count += 1
-        s.success_ns += elapsed
+        s.success_ns += time.perf_counter_ns() - started
         s.queue_ns += int(stats.queue_s * 1e9)
         s.compute_ns += int(stats.compute_s * 1e9)
         s.execution_count += 1
         s.last_inference_ms = int(time.time() * 1000)
         s.batch_counts[stats.batch_size] = s.batch_counts.get(stats.batch_size, 0) + 1
         return outputs, stats
+
+    def _count_failure(self, started: int) -> None:
+        self.stats.fail_count += 1
+        self.stats.fail_ns += time.perf_counter_ns() - started
 
     def _rows(self, feeds: dict[str, np.ndarray]) -> int:
         if not self.batcher.batching:

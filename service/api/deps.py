@@ -31,8 +31,9 @@ async def run_model(request: Request, model: ModelVersion, feeds) -> dict:
     """Infer through the model's batcher (bounded wait) and record per-model metrics."""
     mark_model(request, model)
     timeout_s = request.app.state.settings.request_timeout_s
+    pending = model.infer(feeds)  # queued synchronously, before any await
     try:
-        outputs, stats = await asyncio.wait_for(model.infer(feeds), timeout_s)
+        outputs, stats = await asyncio.wait_for(pending, timeout_s)
     except asyncio.TimeoutError:
         raise ServiceUnavailable(f"model {model.name!r} did not answer within {timeout_s:g} s", retry_after_s=5) from None
     request.app.state.metrics.observe_inference(model.name, stats)

@@ -204,8 +204,12 @@ def _feeds(model: ModelVersion, inputs) -> dict[str, np.ndarray]:
                  "application/json": {"schema": {"type": "object"}},
                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
 async def infer(model_name: ModelName, request: Request, repo: RepositoryDep, model_version: str | None = None) -> Response:
+    # Under overload, answer 503 before reading and parsing the body.
+    _lookup(repo, request, model_name, model_version).batcher.check_capacity()
     body = _decode_body(request, await request.body())
     parsed = parse_infer_request(body, request.headers.get(HEADER_LENGTH))
+    # Resolve again after the awaits: a reload may have swapped versions meanwhile, and from here to
+    # the queue there is no await, so the request lands on the version it was resolved to.
     model = _lookup(repo, request, model_name, model_version)
     feeds = _feeds(model, parsed.inputs)
     if parsed.outputs is None:

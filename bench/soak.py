@@ -1,0 +1,180 @@
+"""Soak and overload: mixed traffic over every endpoint, bounded in time, loopback only.
+
+    .venv/bin/python -m bench.soak --minutes 10 --clients 32            # the committed models
+    .venv/bin/python -m bench.soak --minutes 1 --fixtures               # tiny fixture models
+
+Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every task endpoint and the
+Open Inference Protocol for `--minutes`. Reported: requests and errors per route, p50/p99 per route,
+the server's RSS after warm-up and at the end.
+Phase 2 (overload): a model with a small queue gets far more concurrent clients than its queue
+holds: every answer must be a 200 or a quick 503 with Retry-After. Phase 3 (recovery): right after,
+a single client must get 200s at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from bench.common import ROOT, neuroserve, percentile
+
+
+def _png(array: np.ndarray) -> str:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def build_requests(models: list[dict]) -> dict[str, tuple[str, dict]]:
+    """One representative request per route, for the models this server has."""
+    rng = np.random.default_rng(0)
+    by_task = {}
+    for model in models:
+        if model["ready"]:
+            by_task.setdefault(model["task"], model)
+    requests: dict[str, tuple[str, dict]] = {}
+    if "image-classification" in by_task:
+        model = by_task["image-classification"]
+        images = [_png(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+        requests["classify"] = ("/v1/images/classify", {"json": {"images": images, "top_k": 3}})
+        raw = rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
+        header = json.dumps({"inputs": [{"name": "images", "shape": [1, 32, 32, 3], "datatype": "UINT8",
+                                         "parameters": {"binary_data_size": raw.nbytes}}],
+                             "parameters": {"binary_data_output": True}}).encode()
+        requests["oip-binary"] = (f"/v2/models/{model['id']}/infer", {
+            "content": header + raw.tobytes(), "headers": {"Inference-Header-Content-Length": str(len(header))}})
+    if "tumor-detection" in by_task:
+        requests["tumor"] = ("/v1/tumor/detect", {"json": {"images": [_png(rng.integers(0, 256, (64, 64), dtype=np.uint8))]}})
+    if "text-sentiment" in by_task:
+        requests["sentiment"] = ("/v1/text/sentiment", {"json": {"texts": ["a gripping , beautifully acted film", "dull and far too long"]}})
+    if "traffic-forecast" in by_task:
+        history = (3000 + 2000 * np.sin(np.arange(168) / 24 * 2 * np.pi)).round().tolist()
+        requests["traffic"] = ("/v1/forecast/traffic", {"json": {"history": history, "start": "2017-07-03T00:00:00"}})
+    if "price-forecast" in by_task:
+        requests["price"] = ("/v1/forecast/price", {"json": {"history": (100 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))).tolist()}})
+    requests["models"] = ("/v1/models", {})
+    return requests
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, list[str]] = defaultdict(list)
+    names = list(requests)
+    stop_at = time.perf_counter() + seconds
+
+    async def client(seed: int):
+        rnd = random.Random(seed)
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            while time.perf_counter() < stop_at:
+                name = rnd.choice(names)
+                path, kwargs = requests[name]
+                started = time.perf_counter()
+                try:
+                    response = await (http.get(path) if not kwargs else http.post(path, **kwargs))
+                    status = response.status_code
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                latencies[name].append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    errors[name].append(str(status))
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return {"latencies": latencies, "errors": errors}
+
+
+async def overload(url: str, path: str, kwargs: dict, clients: int, seconds: float) -> dict:
+    outcomes: dict[str, list[float]] = defaultdict(list)
+    stop_at = time.perf_counter() + seconds
+
+    async def client():
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                try:
+                    response = await http.post(path, **kwargs)
+                    key = str(response.status_code)
+                    if response.status_code == 503 and not response.headers.get("retry-after"):
+                        key = "503 without Retry-After"
+                except httpx.HTTPError as exc:
+                    key = type(exc).__name__
+                outcomes[key].append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--warmup-s", type=float, default=30.0, help="RSS baseline is taken after this much traffic")
+    parser.add_argument("--fixtures", action="store_true", help="serve the tiny test models instead of models/")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
+    args = parser.parse_args()
+
+    models_dir = ROOT / "models"
+    if args.fixtures:
+        from tests.onnx_models import build_repository
+        models_dir = build_repository(Path(tempfile.mkdtemp(prefix="neuroserve-soak-")))
+    server = neuroserve(models_dir, {"NEUROSERVE_MAX_QUEUE_SIZE": "64"})
+    try:
+        models = httpx.get(f"{server.url}/v1/models").json()["data"]
+        requests = build_requests(models)
+        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min")
+        warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
+        rss_start = rss_mb(server.proc.pid)
+        result = asyncio.run(soak(server.url, requests, args.clients, args.minutes * 60))
+        rss_end = rss_mb(server.proc.pid)
+        print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
+        report = {"routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
+                  "warmup_errors": sum(len(v) for v in warm["errors"].values())}
+        for name, values in sorted(result["latencies"].items()):
+            p50, p99 = statistics.median(values), percentile(values, 99)
+            errs = result["errors"].get(name, [])
+            report["routes"][name] = {"requests": len(values), "errors": len(errs), "p50_ms": p50, "p99_ms": p99,
+                                      "error_kinds": sorted(set(errs))}
+            print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+        growth = (rss_end - rss_start) / rss_start * 100
+        print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")
+        report["rss_growth_percent"] = growth
+
+        path, kwargs = requests.get("oip-binary") or next(iter(requests.values()))
+        flood = asyncio.run(overload(server.url, path, kwargs, clients=256, seconds=15))
+        print("\nOverload, 256 clients against a queue of 64 for 15 s:")
+        for key, values in sorted(flood.items()):
+            print(f"  {key}: {len(values)} answers, p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 99):.1f} ms")
+        report["overload"] = {k: {"count": len(v), "p50_ms": statistics.median(v), "p99_ms": percentile(v, 99)} for k, v in flood.items()}
+        started = time.perf_counter()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            first = http.post(path, **kwargs)
+        recovery_ms = (time.perf_counter() - started) * 1000
+        print(f"Recovery: first request after the flood answered {first.status_code} in {recovery_ms:.1f} ms")
+        report["recovery"] = {"status": first.status_code, "ms": recovery_ms}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2))
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
