@@ -102,7 +102,7 @@ class TrafficNet(nn.Module):
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.register_buffer("widen", torch.ones(24))  # conformal widening per horizon (set at export)
         step_in = 24 + 24 + 6  # volumes, the profile at those hours, calendar of the day start
-        self.lstm = nn.LSTM(step_in, hidden, num_layers=layers, batch_first=True, dropout=dropout)
+        self.lstm = nn.LSTM(step_in, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
         head_in = hidden + 24 * 3 + 6
         self.head = nn.Sequential(nn.Linear(head_in, 256), nn.GELU(), nn.Dropout(dropout), nn.Linear(256, 24 * 3))
 

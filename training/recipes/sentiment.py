@@ -11,6 +11,8 @@ Optional word-embedding pretraining (skip-gram with negative sampling on the tra
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import json
 import math
 import shlex
@@ -49,7 +51,10 @@ class SentimentConfig:
     clip: float = 1.0
     min_frequency: int = 1
     max_tokens: int = data.MAX_TOKENS
-    pretrain_epochs: int = 0  # skip-gram epochs on the train text before training (0 = random embeddings)
+    pretrain_epochs: int = 8  # skip-gram epochs on unlabeled text before training (0 = random embeddings)
+    # unlabeled text for the skip-gram: the SST-2 train text itself (labels unused) + English sides of other
+    # shared train splits ("translation": Multi30k captions, "chat": DailyDialog turns)
+    pretrain_corpora: tuple[str, ...] = ("sentiment", "translation", "chat")
     threads: int = 0  # 0: $NEUROSERVE_THREADS or 2
 
 
@@ -89,6 +94,32 @@ def bow_baseline(train_seqs: list[np.ndarray], y: np.ndarray, val_seqs: list[np.
         return (model(torch.from_numpy(ids)).squeeze(1) + bias).numpy()
 
 
+def unlabeled_corpus(data_dir: Path, corpora: tuple[str, ...], train_texts: list[str], tok, max_tokens: int,
+                     limit: int | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Token-id sequences of unlabeled text (train splits only); missing sources are skipped."""
+    texts: dict[str, list[str]] = {}
+    if "sentiment" in corpora:
+        texts["sentiment"] = sorted(set(train_texts))
+    path = Path(data_dir) / "translation" / "train.tsv"
+    if "translation" in corpora and path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            next(reader)
+            texts["translation"] = [row[0] for row in reader]
+    path = Path(data_dir) / "chat" / "train.jsonl"
+    if "chat" in corpora and path.exists():
+        with open(path, encoding="utf-8") as f:
+            texts["chat"] = [t for line in f if line.strip() for t in json.loads(line)["turns"]]
+    seqs, sizes = [], {}
+    for name, tx in texts.items():
+        tx = tx[:limit] if limit else tx
+        enc = data.encode(tok, tx, max_tokens)
+        seqs += enc
+        sizes[f"{name}_texts"] = len(tx)
+        sizes[f"{name}_tokens"] = int(sum(len(e) for e in enc))
+    return seqs, sizes
+
+
 class SentimentRecipe(Recipe):
     task = "sentiment-lstm"
     data_subdir = "sentiment"
@@ -123,12 +154,27 @@ class SentimentRecipe(Recipe):
             from training.nets.word2vec import pretrain_embeddings
 
             t0 = time.time()
-            weights, pretrain = pretrain_embeddings(tr, vocab, cfg.emb_dim, cfg.pretrain_epochs, seed=args.seed,
-                                                    quiet=args.quiet)
+            corpus, sizes = unlabeled_corpus(self.data_dir(args), cfg.pretrain_corpora, train_set.texts, tok,
+                                             cfg.max_tokens, args.limit)
+            # the vectors depend only on (vocabulary, corpus, dim, epochs, seed): cached beside the runs, shared by
+            # the three cells
+            key = hashlib.sha256(json.dumps([tok.to_str(), sizes, cfg.emb_dim, cfg.pretrain_epochs, args.seed],
+                                            sort_keys=True).encode()).hexdigest()[:16]
+            cache = self.run_dir(args).parent / f"skipgram-{key}.npz"
+            if cache.exists():
+                z = np.load(cache, allow_pickle=False)
+                weights, pretrain = z["weights"], json.loads(str(z["summary"]))
+                print(f"skip-gram vectors from cache {cache}")
+            else:
+                weights, pretrain = pretrain_embeddings(corpus, vocab, cfg.emb_dim, cfg.pretrain_epochs,
+                                                        seed=args.seed, quiet=args.quiet)
+                pretrain["corpora"] = sizes
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(cache, weights=weights, summary=json.dumps(pretrain))
             with torch.no_grad():
                 model.emb.weight.copy_(torch.from_numpy(weights))
                 model.emb.weight[0].zero_()
-            pretrain["wall_time_s"] = round(time.time() - t0, 1)
+            pretrain["wall_time_s"] = pretrain.get("seconds", round(time.time() - t0, 1))
             print(f"skip-gram pretraining: {pretrain}")
         steps = math.ceil(len(tr) / cfg.batch_size)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -314,8 +360,10 @@ def render_readme(name: str, description: str, card: dict[str, Any], target: flo
     cm = m["confusion"]
     acc = m["accuracy"]["value"]
     pre = p.get("pretrain")
-    pre_txt = (f"Embeddings initialised by skip-gram pretraining on the train text ({pre.get('epochs')} epochs, "
-               f"window {pre.get('window')}, {pre.get('negatives')} negatives, {pre.get('wall_time_s')} s)."
+    pre_txt = (f"Embeddings initialised by skip-gram (negative sampling) pretraining on unlabeled text "
+               f"({pre.get('corpora')}; {pre.get('epochs')} epochs, window {pre.get('window')}, {pre.get('negatives')} "
+               f"negatives, {pre.get('wall_time_s')} s): the SST-2 train text without labels plus the English sides of "
+               f"the shared translation (Multi30k captions) and chat (DailyDialog) train splits."
                if pre else "Embeddings randomly initialised (no pretrained vectors are available offline).")
     return f"""# {name} (model card)
 
