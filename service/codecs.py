@@ -159,6 +159,17 @@ def _binary_array(blob: memoryview, datatype: str, shape: list[int], where: str)
     return array
 
 
+def parse_json_object(body: bytes | memoryview) -> dict:
+    """A request body that must be one JSON object; anything else is a 400 that says why."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise _fail("request body must be a JSON object")
+    return value
+
+
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     if header_length is not None:
         try:
@@ -169,12 +180,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             raise _fail(f"Inference-Header-Content-Length {json_length} is outside the body ({len(body)} bytes)")
     else:
         json_length = len(body)
-    try:
-        header = orjson.loads(body[:json_length])
-    except orjson.JSONDecodeError as exc:
-        raise _fail(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise _fail("request body must be a JSON object")
+    header = parse_json_object(body[:json_length])
     binary = memoryview(body)[json_length:]
 
     request_id = header.get("id")

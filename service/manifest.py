@@ -51,6 +51,10 @@ class TensorSpec(BaseModel):
     datatype: str
     shape: list[int]
 
+    def fits(self, shape: list[int]) -> bool:
+        """Same rank, and every fixed dimension equal (-1 on either side matches anything)."""
+        return len(shape) == len(self.shape) and all(a == b or a == -1 or b == -1 for a, b in zip(self.shape, shape))
+
     @field_validator("datatype")
     @classmethod
     def _known_datatype(cls, value: str) -> str:

@@ -78,9 +78,7 @@ def _check_declared(kind: str, declared: list[TensorSpec], actual: list[TensorSp
             raise ModelLoadError(f"manifest {kind} {spec.name!r} is not in the graph (graph has {sorted(by_name)})")
         if spec.datatype != real.datatype:
             raise ModelLoadError(f"{kind} {spec.name!r}: manifest says {spec.datatype}, graph has {real.datatype}")
-        if len(spec.shape) != len(real.shape) or any(
-            d != r and d != -1 and r != -1 for d, r in zip(spec.shape, real.shape)
-        ):
+        if not real.fits(spec.shape):
             raise ModelLoadError(f"{kind} {spec.name!r}: manifest shape {spec.shape} does not fit graph shape {real.shape}")
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Depends, Request, Response
 
 from service import __version__
 from service.api.deps import ModelName, RepositoryDep, mark_model, run_model
-from service.codecs import HEADER_LENGTH, encode_infer_response, parse_infer_request
+from service.codecs import HEADER_LENGTH, encode_infer_response, parse_infer_request, parse_json_object
 from service.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.repository import ModelRepository, ModelVersion
 from service.responses import JSONBytes
@@ -181,7 +180,7 @@ def _feeds(model: ModelVersion, inputs) -> dict[str, np.ndarray]:
             raise BadRequest(f"unexpected input {item.name!r} for model {model.name!r}; expected {sorted(specs)}")
         if item.datatype != spec.datatype:
             raise BadRequest(f"input {item.name!r}: datatype {item.datatype}, model expects {spec.datatype}")
-        if len(item.shape) != len(spec.shape) or any(d != -1 and d != s for d, s in zip(spec.shape, item.shape)):
+        if not spec.fits(item.shape):
             raise BadRequest(f"input {item.name!r}: shape {item.shape} does not fit the model's {spec.shape}")
         array = item.array
         if spec.datatype == "BYTES":
@@ -238,15 +237,7 @@ async def repository_index(repo: RepositoryDep, request: Request) -> JSONBytes:
 
 async def _optional_json(request: Request) -> dict:
     body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRequest("request body must be a JSON object")
-    return value
+    return parse_json_object(body) if body.strip() else {}
 
 
 @repository_router.post("/models/{model_name}/load", summary="Load, or atomically reload, a model")

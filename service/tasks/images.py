@@ -14,10 +14,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 from fastapi import Request
 from PIL import Image, UnidentifiedImageError
 
+from service.codecs import parse_json_object
 from service.errors import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 
 FORMATS = ("PNG", "JPEG", "WEBP")
@@ -92,13 +92,7 @@ async def read_image_request(request: Request, max_images: int, max_part_bytes: 
             raise BadRequest("no image files in the multipart body (field 'images')")
         return ImageRequest(files, options)
     if content_type in ("application/json", ""):
-        body = await request.body()
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"request body is not valid JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise BadRequest("request body must be a JSON object")
+        payload = parse_json_object(await request.body())
         raw = payload.pop("images", None)
         if not isinstance(raw, list) or not raw:
             raise BadRequest("'images' must be a non-empty list of base64 strings")
