@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from service.manifest import read_manifest
 from training.cli import main
@@ -101,7 +102,16 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer
 
     common = _common(seq_data, tmp_path)
+    if task == "sentiment-lstm":  # distilled from these two checkpoints (soft labels on train + augmented rows)
+        for teacher in ("sentiment-lstm-teacher", "sentiment-gru"):
+            assert main(["train", teacher, "--epochs", "1", "--batch-size", "32", *common]) == 0
     assert main(["train", task, "--epochs", "2", "--batch-size", "32", *common]) == 0
+    ckpt = torch.load(tmp_path / "ckpt" / task / "last.pt", weights_only=False)
+    if task == "sentiment-lstm":
+        distill = ckpt["meta"]["distill"]
+        assert [t["task"] for t in distill["teachers"]] == ["sentiment-lstm-teacher", "sentiment-gru"]
+        assert distill["augmented_rows"] > 0
+    assert ckpt["meta"]["pretrain"]["epochs"] > 0  # skip-gram initialised embeddings
     models = tmp_path / "models"
     assert main(["export", task, "--out", str(models), "--skip-card", *common]) == 0  # raises on parity failure
     model_dir = models / task

@@ -18,6 +18,7 @@ REGISTRY: dict[str, str] = {
     "sentiment-rnn": "training.recipes.sentiment:SentimentRNNRecipe",
     "sentiment-gru": "training.recipes.sentiment:SentimentGRURecipe",
     "sentiment-lstm": "training.recipes.sentiment:SentimentRecipe",
+    "sentiment-lstm-teacher": "training.recipes.sentiment:SentimentLSTMTeacherRecipe",
     "traffic": "training.recipes.traffic:TrafficRecipe",
     "prices": "training.recipes.prices:PricesRecipe",
     # later: "translation", "chat"

@@ -123,7 +123,8 @@ class ForecastRecipe(Recipe):
         bs = min(cfg.batch_size, n)
         steps = math.ceil(n / bs)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.15)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs,
+                                                    pct_start=max(0.15, 2.0 / (steps * cfg.epochs)))
         fit_x, fit_y = self.tensors(fit_w), torch.from_numpy(fit_w.y)
         print(f"{cfg.model_name}: fit {n} windows, calibration {len(cal_w)}, validation {len(val_w)}, "
               f"params {count_parameters(net):,}, {hardware()}")

@@ -56,6 +56,12 @@ class SentimentConfig:
     # shared train splits ("translation": Multi30k captions, "chat": DailyDialog turns)
     pretrain_corpora: tuple[str, ...] = ("sentiment", "translation", "chat")
     threads: int = 0  # 0: $NEUROSERVE_THREADS or 2
+    # distillation (Tang et al. 2019): registry tasks whose checkpoints (same --checkpoint-dir) label the train rows
+    # and augmented copies with soft labels (mean of their probabilities)
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5  # train rows: (1-w) CE(gold) + w CE(teacher); augmented rows: CE(teacher) only
+    augment_copies: int = 0  # augmented copies of each train row with >= augment_min_tokens tokens
+    augment_min_tokens: int = 8
 
 
 @torch.no_grad()
@@ -94,6 +100,48 @@ def bow_baseline(train_seqs: list[np.ndarray], y: np.ndarray, val_seqs: list[np.
         return (model(torch.from_numpy(ids)).squeeze(1) + bias).numpy()
 
 
+def augment(seqs: list[np.ndarray], cfg: SentimentConfig, vocab_freq: np.ndarray,
+            rng: np.random.Generator) -> list[np.ndarray]:
+    """Tang et al. (2019)-style noisy copies of the longer train rows: each token masked to [UNK] (p 0.1) or replaced
+    by a unigram-sampled word (p 0.1), and with p 0.3 one span of 1-3 tokens dropped."""
+    p = vocab_freq / vocab_freq.sum()
+    out = []
+    for _ in range(cfg.augment_copies):
+        for s in seqs:
+            if len(s) < cfg.augment_min_tokens:
+                continue
+            s = s.copy()
+            u = rng.random(len(s))
+            s[u < 0.1] = 1
+            swap = (u >= 0.1) & (u < 0.2)
+            s[swap] = rng.choice(len(p), size=int(swap.sum()), p=p)
+            if rng.random() < 0.3:
+                k = int(rng.integers(1, 4))
+                i = int(rng.integers(0, len(s) - k))
+                s = np.concatenate([s[:i], s[i + k :]])
+            out.append(s)
+    return out
+
+
+def teacher_probs(teachers: tuple[str, ...], args: argparse.Namespace, tok_str: str,
+                  seqs: list[np.ndarray]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Mean softmax of the teacher checkpoints over ``seqs`` (ids of the same tokenizer)."""
+    from training.recipes import get_recipe
+
+    probs, info = [], []
+    for task in teachers:
+        teacher = get_recipe(task)
+        net, _, _, ckpt = teacher.load_trained(argparse.Namespace(**{**vars(args), "checkpoint": None}))
+        if ckpt["meta"]["tokenizer"] != tok_str:
+            raise SystemExit(f"teacher {task}: its tokenizer differs from this run's (other data or min_frequency)")
+        logits = predict_logits(net, seqs)
+        probs.append(torch.softmax(torch.from_numpy(logits), 1).numpy())
+        last = ckpt["history"]["epochs"][-1]
+        info.append({"task": task, "command": ckpt["meta"]["command"], "val_acc_last_epoch": last.get("val_acc"),
+                     "train_wall_time_s": round(ckpt["history"]["wall_time_s"], 1)})
+    return np.mean(probs, axis=0).astype(np.float32), info
+
+
 def unlabeled_corpus(data_dir: Path, corpora: tuple[str, ...], train_texts: list[str], tok, max_tokens: int,
                      limit: int | None = None) -> tuple[list[np.ndarray], dict[str, int]]:
     """Token-id sequences of unlabeled text (train splits only); missing sources are skipped."""
@@ -124,7 +172,7 @@ class SentimentRecipe(Recipe):
     task = "sentiment-lstm"
     data_subdir = "sentiment"
     priority = 10
-    default = SentimentConfig()
+    default = SentimentConfig(teachers=("sentiment-lstm-teacher", "sentiment-gru"), augment_copies=2)
 
     def config(self, args: argparse.Namespace) -> SentimentConfig:
         cfg = SentimentConfig(**asdict(self.default))
@@ -176,9 +224,26 @@ class SentimentRecipe(Recipe):
                 model.emb.weight[0].zero_()
             pretrain["wall_time_s"] = pretrain.get("seconds", round(time.time() - t0, 1))
             print(f"skip-gram pretraining: {pretrain}")
+        soft = None
+        distill: dict[str, Any] = {}
+        if cfg.teachers:
+            t0 = time.time()
+            freq = np.bincount(np.concatenate(tr), minlength=vocab).astype(np.float64)
+            freq[:2] = 0
+            aug = augment(tr, cfg, freq, np.random.default_rng(args.seed + 17))
+            soft_np, teachers = teacher_probs(cfg.teachers, args, tok.to_str(), tr + aug)
+            soft = torch.from_numpy(soft_np)
+            distill = {"teachers": teachers, "augmented_rows": len(aug), "weight": cfg.distill_weight,
+                       "teacher_train_acc": float((soft_np[: len(tr)].argmax(1) == train_set.y).mean()),
+                       "seconds": round(time.time() - t0, 1)}
+            tr = tr + aug
+            tr_len = np.asarray([len(s) for s in tr])
+            y = torch.cat([y, torch.full((len(aug),), -1, dtype=y.dtype)])
+            print(f"distillation: {distill}")
         steps = math.ceil(len(tr) / cfg.batch_size)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.1)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs,
+                                                    pct_start=max(0.1, 2.0 / (steps * cfg.epochs)))
         print(f"{cfg.model_name}: train {len(tr)}, val {len(va)}, vocab {vocab}, params {count_parameters(model):,}, "
               f"{hardware()}")
 
@@ -192,7 +257,16 @@ class SentimentRecipe(Recipe):
                 ids, lengths = data.pad_batch([tr[j] for j in idx])
                 logits = model(torch.from_numpy(ids), torch.from_numpy(lengths))
                 yb = y[idx]
-                loss = F.cross_entropy(logits, yb)
+                if soft is None:
+                    loss = F.cross_entropy(logits, yb)
+                else:
+                    sb = soft[idx]
+                    soft_loss = -(sb * F.log_softmax(logits, 1)).sum(1)
+                    has = yb >= 0
+                    hard_loss = F.cross_entropy(logits, yb.clamp(min=0), reduction="none")
+                    w = cfg.distill_weight
+                    loss = torch.where(has, (1 - w) * hard_loss + w * soft_loss, soft_loss).mean()
+                    yb = torch.where(has, yb, sb.argmax(1))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -221,7 +295,7 @@ class SentimentRecipe(Recipe):
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "tokenizer": tok.to_str(),
                 "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
                 "n_train": len(tr), "n_val": len(va), "vocab": vocab, "params": count_parameters(model),
-                "limit": args.limit, "pretrain": pretrain}
+                "limit": args.limit, "pretrain": pretrain, "distill": distill}
         t0 = time.time()
         history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
                       set_state=set_state, train_epoch=train_epoch, evaluate=evaluate, meta=meta)
@@ -314,7 +388,7 @@ class SentimentRecipe(Recipe):
         provenance = {
             "training_command": train_cmd, "export_command": f"neuroserve-train export {self.task}",
             "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
-            "pretrain": meta.get("pretrain") or None, "hardware": meta["hardware"], "git_commit": git_commit(),
+            "pretrain": meta.get("pretrain") or None, "distill": meta.get("distill") or None, "hardware": meta["hardware"], "git_commit": git_commit(),
             "params": meta["params"], "vocab": vocab, "onnx_bytes": onnx_path.stat().st_size,
             "train_examples": meta["n_train"], "validation_examples": int(len(yv)), "framework": f"torch {torch.__version__}",
         }
@@ -425,6 +499,14 @@ def render_readme(name: str, description: str, card: dict[str, Any], target: flo
 - Accuracy on 872 validation sentences has a +/-3 point 95% interval; differences smaller than that between the
   RNN/GRU/LSTM variants are not significant.
 """
+
+
+class SentimentLSTMTeacherRecipe(SentimentRecipe):
+    """The plain LSTM (skip-gram init, gold labels only): one of sentiment-lstm's teachers; not exported by default."""
+
+    task = "sentiment-lstm-teacher"
+    priority = -1
+    default = SentimentConfig(model_name="sentiment-lstm-teacher")
 
 
 class SentimentGRURecipe(SentimentRecipe):
