@@ -27,3 +27,9 @@ def test_exported_openapi_reference_is_current():
 
     assert json.loads(TARGET.read_text()) == json.loads(json.dumps(openapi_document())), \
         "run .venv/bin/python -m scripts.export_openapi"
+
+
+def test_models_index_is_current():
+    from scripts.models_index import TARGET, models_index
+
+    assert TARGET.read_text() == models_index(), "run .venv/bin/python -m scripts.models_index"
