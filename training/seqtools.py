@@ -81,6 +81,18 @@ def run_onnx(path: Path, feeds: Mapping[str, np.ndarray], batch: int = 512) -> n
     return np.concatenate(outs)
 
 
+def export_command(training_command: str, task: str) -> str:
+    """The export command matching a training command (same --checkpoint-dir / --data-dir, if any)."""
+    import shlex
+
+    argv = shlex.split(training_command)
+    out = ["neuroserve-train", "export", task]
+    for opt in ("--checkpoint-dir", "--data-dir"):
+        if opt in argv[:-1]:
+            out += [opt, argv[argv.index(opt) + 1]]
+    return shlex.join(out)
+
+
 # -- quantile forecasting ----------------------------------------------------------------------------
 def pinball_loss(pred: torch.Tensor, target: torch.Tensor, quantiles: Sequence[float] = QUANTILES) -> torch.Tensor:
     """pred [B,H,Q], target [B,H] -> mean pinball loss over B, H, Q."""

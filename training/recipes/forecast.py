@@ -29,8 +29,8 @@ from training.data.forecast import Windows
 from training.loop import epoch_generator, fit, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.sequence import count_parameters
 from training.recipes.base import Recipe
-from training.seqtools import (QUANTILES, block_bootstrap_ci, export_graph, interval_report, parity_cases,
-                               pinball_loss, run_onnx, widening_factors)
+from training.seqtools import (QUANTILES, block_bootstrap_ci, export_command, export_graph, interval_report,
+                               parity_cases, run_onnx, widening_factors)
 
 
 @dataclass
@@ -245,8 +245,9 @@ class ForecastRecipe(Recipe):
         print({k: v for k, v in res.items() if k not in ("coverage_by_horizon", "mae_by_horizon")})
 
         history = ckpt["history"]
+        train_cmd = meta["command"].replace(" --resume", "")
         provenance = {
-            "training_command": meta["command"].replace(" --resume", ""), "export_command": f"neuroserve-train export {self.task}",
+            "training_command": train_cmd, "export_command": export_command(train_cmd, self.task),
             "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
             "hardware": meta["hardware"], "git_commit": git_commit(), "params": meta["params"],
             "onnx_bytes": onnx_path.stat().st_size, "fit_windows": meta["n_fit"], "calibration_windows": meta["n_cal"],
