@@ -21,6 +21,7 @@ Writes bench/results/peers.json; --plot writes docs/img/peers.png.
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
 import io
 import json
@@ -515,6 +516,7 @@ def main() -> None:
         from tests.onnx_models import build_repository
 
         models = build_repository(Path(tempfile.mkdtemp(prefix="peers-models-")))
+        atexit.register(shutil.rmtree, models, True)
         roles = discover_roles(models)
     print(f"models: {models} ({'FIXTURES, development only' if fixtures else 'repository'}); roles: {roles}", flush=True)
 
