@@ -111,6 +111,7 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
         distill = ckpt["meta"]["distill"]
         assert [t["task"] for t in distill["teachers"]] == ["sentiment-lstm-teacher", "sentiment-gru"]
         assert distill["augmented_rows"] > 0
+        assert ckpt["meta"]["lm_pretrain"]["epochs"] > 0  # bidirectional LM pretraining of the cells
     assert ckpt["meta"]["pretrain"]["epochs"] > 0  # skip-gram initialised embeddings
     models = tmp_path / "models"
     assert main(["export", task, "--out", str(models), "--skip-card", *common]) == 0  # raises on parity failure

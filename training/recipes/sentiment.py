@@ -55,6 +55,7 @@ class SentimentConfig:
     # unlabeled text for the skip-gram: the SST-2 train text itself (labels unused) + English sides of other
     # shared train splits ("translation": Multi30k captions, "chat": DailyDialog turns)
     pretrain_corpora: tuple[str, ...] = ("sentiment", "translation", "chat")
+    lm_epochs: int = 0  # bidirectional LM pretraining of embedding + cells on the same unlabeled text (0 = none)
     threads: int = 0  # 0: $NEUROSERVE_THREADS or 2
     # distillation (Tang et al. 2019): registry tasks whose checkpoints (same --checkpoint-dir) label the train rows
     # and augmented copies with soft labels (mean of their probabilities)
@@ -172,7 +173,7 @@ class SentimentRecipe(Recipe):
     task = "sentiment-lstm"
     data_subdir = "sentiment"
     priority = 10
-    default = SentimentConfig(teachers=("sentiment-lstm-teacher", "sentiment-gru"), augment_copies=2)
+    default = SentimentConfig(teachers=("sentiment-lstm-teacher", "sentiment-gru"), augment_copies=2, lm_epochs=3)
 
     def config(self, args: argparse.Namespace) -> SentimentConfig:
         cfg = SentimentConfig(**asdict(self.default))
@@ -224,6 +225,28 @@ class SentimentRecipe(Recipe):
                 model.emb.weight[0].zero_()
             pretrain["wall_time_s"] = pretrain.get("seconds", round(time.time() - t0, 1))
             print(f"skip-gram pretraining: {pretrain}")
+        lm = {}
+        if cfg.lm_epochs:
+            from training.nets.lm_pretrain import pretrain_lm
+
+            corpus, sizes = unlabeled_corpus(self.data_dir(args), cfg.pretrain_corpora, train_set.texts, tok,
+                                             cfg.max_tokens, args.limit)
+            key = hashlib.sha256(json.dumps([tok.to_str(), sizes, cfg.arch, cfg.emb_dim, cfg.hidden,
+                                             cfg.pretrain_epochs, cfg.lm_epochs, args.seed],
+                                            sort_keys=True).encode()).hexdigest()[:16]
+            cache = self.run_dir(args).parent / f"lm-{key}.pt"
+            if cache.exists():
+                st = torch.load(cache, weights_only=False)
+                model.load_state_dict(st["state"], strict=False)
+                lm = st["summary"]
+                print(f"LM-pretrained cells from cache {cache}")
+            else:
+                lm = pretrain_lm(model, corpus, cfg.lm_epochs, seed=args.seed, quiet=args.quiet)
+                lm["corpora"] = sizes
+                state = {k: v for k, v in model.state_dict().items() if k.startswith(("emb.", "fwd.", "bwd."))}
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({"state": state, "summary": lm}, cache)
+            print(f"LM pretraining: {lm}")
         soft = None
         distill: dict[str, Any] = {}
         if cfg.teachers:
@@ -295,7 +318,7 @@ class SentimentRecipe(Recipe):
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "tokenizer": tok.to_str(),
                 "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
                 "n_train": len(tr), "n_val": len(va), "vocab": vocab, "params": count_parameters(model),
-                "limit": args.limit, "pretrain": pretrain, "distill": distill}
+                "limit": args.limit, "pretrain": pretrain, "lm_pretrain": lm, "distill": distill}
         t0 = time.time()
         history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
                       set_state=set_state, train_epoch=train_epoch, evaluate=evaluate, meta=meta)
@@ -390,7 +413,7 @@ class SentimentRecipe(Recipe):
             "recreate": [*(t["command"] for t in (meta.get("distill") or {}).get("teachers", [])), train_cmd,
                          export_command(train_cmd, self.task)],
             "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
-            "pretrain": meta.get("pretrain") or None, "distill": meta.get("distill") or None, "hardware": meta["hardware"], "git_commit": git_commit(),
+            "pretrain": meta.get("pretrain") or None, "lm_pretrain": meta.get("lm_pretrain") or None, "distill": meta.get("distill") or None, "hardware": meta["hardware"], "git_commit": git_commit(),
             "params": meta["params"], "vocab": vocab, "onnx_bytes": onnx_path.stat().st_size,
             "train_examples": meta["n_train"], "validation_examples": int(len(yv)), "framework": f"torch {torch.__version__}",
         }
