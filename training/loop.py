@@ -55,6 +55,24 @@ def git_commit() -> str | None:
         return None
 
 
+def export_command() -> str:
+    """This export's command line, without the free-text --note."""
+    import shlex
+    import sys
+
+    argv, out, skip = sys.argv[1:], [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--note":
+            skip = True
+            continue
+        if not a.startswith("--note="):
+            out.append(a)
+    return shlex.join(["neuroserve-train", *out])
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Atomic save: write beside, then rename (a killed run never leaves a torn checkpoint)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from training import cards, metrics
 from training.data import cifar10 as data
 from training.export import (ImageClassifier, benchmark, export_onnx, file_size, ort_session, parity_check,
                              quantize_static_int8, random_images)
-from training.loop import git_commit, hardware
+from training.loop import export_command, git_commit, hardware
 from training.nets.airbench import count_parameters
 
 PREPROCESSING = {
@@ -107,7 +107,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     wall = history["wall_time_s"]
     provenance = {
         "training_command": clean_command(meta["command"]),
-        "export_command": f"neuroserve-train export {recipe.task}",
+        "export_command": export_command(),
         "seed": meta["seed"],
         "epochs": len(history["epochs"]),
         "train_wall_time_s": round(wall, 1),
@@ -161,7 +161,7 @@ def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dic
     model_dir = models_root / "cifar10-int8"
     provenance = {**fp32_provenance, "onnx_bytes": v["onnx_bytes"], "derived_from": "cifar10-resnet",
                   "quantization": v["calibration"],
-                  "export_command": "neuroserve-train export cifar10  (writes cifar10-resnet and cifar10-int8)"}
+                  "export_command": fp32_provenance["export_command"] + "  # writes cifar10-resnet and cifar10-int8"}
     acc = v["accuracy"]
     description = "INT8 (static QDQ, onnxruntime.quantization) version of cifar10-resnet"
     cards.write_manifest(model_dir, {
@@ -189,8 +189,7 @@ NHWC), output `probabilities` FP32 [-1,10]; normalisation, flip TTA and softmax 
   batch 64 {v['latency']['batch64_median_ms']} ms (fp32: {fp['latency']['batch1_median_ms']} /
   {fp['latency']['batch64_median_ms']} ms, measured in the same export run on the same machine).
 - ONNX size: {v['onnx_bytes'] / 1e6:.2f} MB (fp32 {fp['onnx_bytes'] / 1e6:.2f} MB).
-- Recreate: `{fp32_provenance['training_command']}` then `neuroserve-train export cifar10`
-  (`--checkpoint-dir` as used for training).
+- Recreate: `{fp32_provenance['training_command']}` then `{fp32_provenance['export_command']}`.
 
 See `models/cifar10-resnet/README.md` for data, training, limitations and the full comparison.
 """

@@ -15,7 +15,7 @@ from torch import nn
 from training import cards, metrics
 from training.data import tumor as data
 from training.export import Normalize, benchmark, export_onnx, file_size, ort_session, parity_check, random_images
-from training.loop import git_commit
+from training.loop import export_command, git_commit
 from training.nets.airbench import count_parameters
 from training.recipes.tumor import predict, to_float
 
@@ -205,7 +205,7 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
 
     history = ckpt["history"]
     provenance = {
-        "training_command": meta["command"].replace(" --resume", ""), "export_command": f"neuroserve-train export {recipe.task}",
+        "training_command": meta["command"].replace(" --resume", ""), "export_command": export_command(),
         "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
         "hardware": meta["hardware"], "git_commit": git_commit(), "params": count_parameters(model),
         "onnx_bytes": file_size(onnx_path), "train_images": meta["n_train"], "validation_images": int(len(y)),
@@ -293,10 +293,10 @@ def render_readme(name: str, description: str, card: dict[str, Any]) -> str:
   augmentation (mirror, +/-10 deg rotation, +/-10% scale, shifts, gamma/contrast/brightness jitter).
 
 ## Validation metrics (n = {p['validation_images']}: {c['tp'] + c['fn']} tumour, {c['tn'] + c['fp']} no tumour)
-- **AUROC {m['auroc']:.4f}** (95% stratified bootstrap CI {ci(m['auroc_ci95'])}). Target >= 0.98: {'met' if auc_ok else 'NOT met'}.
+- **AUROC {m['auroc']:.4f}** (95% stratified bootstrap CI {ci(m['auroc_ci95'])}). Target >= 0.98: {('met by the point estimate (the interval reaches down to ' + format(m['auroc_ci95'][0], '.4f') + ')') if auc_ok else 'NOT met'}.
 - At the threshold {card['threshold']:.4f}:
   - **sensitivity {cards.fmt_prop(r['sensitivity'], 1)}**
-  - **specificity {cards.fmt_prop(r['specificity'], 1)}** (target >= 90%: {'met' if spec_ok else 'NOT met'})
+  - **specificity {cards.fmt_prop(r['specificity'], 1)}** (target >= 90%: {('met by the point estimate; the interval reaches down to ' + format(100 * r['specificity']['ci95'][0], '.1f') + '%') if spec_ok else 'NOT met'})
   - balanced accuracy {pct(r['balanced_accuracy'])}; PPV {cards.fmt_prop(r['ppv'], 1)}; NPV {cards.fmt_prop(r['npv'], 1)}
   - confusion: TN {c['tn']}, FP {c['fp']}, FN {c['fn']}, TP {c['tp']} (intervals: Wilson 95%)
 - The threshold and the calibration were fitted on the same validation set that measures them, so the figures above
