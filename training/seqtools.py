@@ -4,6 +4,8 @@ widening, block bootstrap and forecast plots."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -15,6 +17,31 @@ from torch import nn
 from training.export import PARITY_ATOL, ParityError, ort_session
 
 QUANTILES = (0.1, 0.5, 0.9)
+
+
+# -- training plumbing shared by the sequence recipes -------------------------------------------------
+def config_from_args(default, args) -> object:
+    """A copy of the recipe's default config dataclass with --epochs / --batch-size applied."""
+    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k, None)}
+    return dataclasses.replace(default, **overrides)
+
+
+def run_fit(model: nn.Module, opt: torch.optim.Optimizer, sched, **fit_kwargs):
+    """``training.loop.fit`` with the usual (model, optimiser, scheduler) state, timed."""
+    from training.loop import fit
+
+    def get_state() -> dict:
+        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+
+    def set_state(st: dict) -> None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+
+    started = time.time()
+    history = fit(get_state=get_state, set_state=set_state, **fit_kwargs)
+    print(f"finished in {time.time() - started:.0f} s ({history.wall_time_s:.0f} s of epochs over all sessions)")
+    return history
 
 
 # -- ONNX ------------------------------------------------------------------------------------------

@@ -78,19 +78,23 @@ def traffic_windows(t: np.ndarray, v: np.ndarray, history: int = 168, horizon: i
     """All contiguous (history + horizon) windows; optional bounds on the first forecast hour / last target hour."""
     starts = contiguous_starts(t, history + horizon)
     origin = t[starts + history] if len(starts) else np.zeros(0, dtype="datetime64[h]")
-    keep = np.ones(len(starts), dtype=bool)
-    if origin_from is not None:
-        keep &= origin >= origin_from
-    if origin_to is not None:
-        keep &= origin < origin_to
-    if target_before is not None:
-        keep &= origin + (horizon - 1) * HOUR < target_before
+    keep = _window_mask(origin, origin + (horizon - 1) * HOUR, origin_from, origin_to, target_before)
     starts, origin = starts[keep][::stride], origin[keep][::stride]
     idx = starts[:, None] + np.arange(history + horizon)[None]
     seg = v[idx] if len(starts) else np.zeros((0, history + horizon), np.float32)
     return Windows({"history": seg[:, :history].astype(np.float32),
                     "hour_of_week": hour_of_week(t[starts]).astype(np.int64)},
                    seg[:, history:].astype(np.float32), origin, week_of(origin))
+
+
+def _window_mask(origin: np.ndarray, last_target: np.ndarray, origin_from, origin_to, target_before) -> np.ndarray:
+    """Keep windows whose first forecast step is in [origin_from, origin_to) and whose last target < target_before."""
+    keep = np.ones(len(origin), dtype=bool)
+    for bound, values, ok in ((origin_from, origin, np.greater_equal), (origin_to, origin, np.less),
+                              (target_before, last_target, np.less)):
+        if bound is not None:
+            keep &= ok(values, bound)
+    return keep
 
 
 def seasonal_naive(history: np.ndarray, horizon: int = 24, season: int = 168) -> np.ndarray:
@@ -138,14 +142,7 @@ def price_windows(series: dict[str, tuple[np.ndarray, np.ndarray]], history: int
             continue
         starts = np.arange(n)
         origin = dates[starts + history]
-        last_target = dates[starts + history + horizon - 1]
-        keep = np.ones(n, dtype=bool)
-        if origin_from is not None:
-            keep &= origin >= origin_from
-        if origin_to is not None:
-            keep &= origin < origin_to
-        if target_before is not None:
-            keep &= last_target < target_before
+        keep = _window_mask(origin, dates[starts + history + horizon - 1], origin_from, origin_to, target_before)
         starts = starts[keep][::stride]
         idx = starts[:, None] + np.arange(history + horizon)[None]
         xs.append(p[idx][:, :history])

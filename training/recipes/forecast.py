@@ -26,11 +26,11 @@ from tqdm import tqdm
 
 from training import cards
 from training.data.forecast import Windows
-from training.loop import epoch_generator, fit, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
+from training.loop import epoch_generator, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.sequence import count_parameters
 from training.recipes.base import Recipe
-from training.seqtools import (QUANTILES, block_bootstrap_ci, export_command, export_graph, interval_report,
-                               parity_cases, run_onnx, widening_factors)
+from training.seqtools import (QUANTILES, block_bootstrap_ci, config_from_args, export_command, export_graph,
+                               interval_report, parity_cases, run_fit, run_onnx, widening_factors)
 
 
 @dataclass
@@ -93,12 +93,7 @@ class ForecastRecipe(Recipe):
 
     # -- shared -------------------------------------------------------------------------------------
     def config(self, args: argparse.Namespace) -> ForecastConfig:
-        cfg = ForecastConfig(**asdict(self.default))
-        if getattr(args, "epochs", None):
-            cfg.epochs = args.epochs
-        if getattr(args, "batch_size", None):
-            cfg.batch_size = args.batch_size
-        return cfg
+        return config_from_args(self.default, args)
 
     @staticmethod
     def tensors(w: Windows) -> dict[str, torch.Tensor]:
@@ -160,22 +155,12 @@ class ForecastRecipe(Recipe):
                 row[f"{tag}_coverage"] = interval_report(q, w.y)["coverage"]
             return row
 
-        def get_state() -> dict[str, Any]:
-            return {"model": net.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
-
-        def set_state(st: dict[str, Any]) -> None:
-            net.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-            sched.load_state_dict(st["sched"])
-
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "info": info,
                 "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
                 "n_fit": n, "n_cal": len(cal_w), "n_val": len(val_w), "params": count_parameters(net),
                 "limit": args.limit}
-        t0 = time.time()
-        history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
-                      set_state=set_state, train_epoch=train_epoch, evaluate=evaluate, meta=meta)
-        print(f"done in {time.time() - t0:.0f} s ({history.wall_time_s:.0f} s over all sessions)")
+        run_fit(net, opt, sched, epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume,
+                train_epoch=train_epoch, evaluate=evaluate, meta=meta)
         return 0
 
     def load_trained(self, args: argparse.Namespace) -> tuple[nn.Module, ForecastConfig, dict[str, Any]]:
@@ -278,3 +263,10 @@ class ForecastRecipe(Recipe):
 
 def fmt_ci(v: float, ci: list[float], digits: int = 1) -> str:
     return f"{v:.{digits}f} (95% CI {ci[0]:.{digits}f}-{ci[1]:.{digits}f})"
+
+
+def run_footer(p: dict[str, Any]) -> str:
+    """Card lines on seed, wall time, hardware, size, and the commands that recreate the model."""
+    return (f"- Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min on {p['hardware']} (shared 2 cores).\n"
+            f"  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Git commit at export: {p['git_commit'] or 'n/a'}.\n\n"
+            f"## Recreate\n```\n{p['training_command']}\n{p['export_command']}\n```")

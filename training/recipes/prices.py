@@ -22,7 +22,7 @@ from torch import nn
 
 from training.data import forecast as data
 from training.nets.sequence import PriceNet
-from training.recipes.forecast import ForecastConfig, ForecastRecipe, fmt_ci
+from training.recipes.forecast import ForecastConfig, ForecastRecipe, fmt_ci, run_footer
 from training.seqtools import block_bootstrap_ci, pinball_loss, plot_forecasts
 
 HISTORY, HORIZON = 60, 5
@@ -188,14 +188,7 @@ class PricesRecipe(ForecastRecipe):
   volatility units. {p['params']:,} parameters.
 - Pinball loss (quantiles 0.1/0.5/0.9) in volatility units; AdamW lr {c['lr']} one-cycle, weight decay
   {c['weight_decay']}, batch {c['batch_size']}, {p['epochs']} epochs; last epoch served.
-- Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min on {p['hardware']} (shared 2 cores).
-  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Git commit at export: {p['git_commit'] or 'n/a'}.
-
-## Recreate
-```
-{p['training_command']}
-{p['export_command']}
-```
+{run_footer(p)}
 
 ## Limitations
 - 36 hand-picked large caps that survived to 2020 (survivorship bias); 2015-2018 fit period. Small caps, crypto,

@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from training import cards, metrics
 from training.data import sentiment as data
-from training.loop import epoch_generator, fit, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
+from training.loop import epoch_generator, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.sequence import SentimentExport, SentimentNet, count_parameters
 from training.recipes.base import Recipe
-from training.seqtools import export_command, export_graph, parity_cases, run_onnx
+from training.seqtools import config_from_args, export_command, export_graph, parity_cases, run_fit, run_onnx
 
 
 @dataclass
@@ -176,12 +176,7 @@ class SentimentRecipe(Recipe):
     default = SentimentConfig(teachers=("sentiment-lstm-teacher", "sentiment-gru"), augment_copies=2, lm_epochs=3)
 
     def config(self, args: argparse.Namespace) -> SentimentConfig:
-        cfg = SentimentConfig(**asdict(self.default))
-        if getattr(args, "epochs", None):
-            cfg.epochs = args.epochs
-        if getattr(args, "batch_size", None):
-            cfg.batch_size = args.batch_size
-        return cfg
+        return config_from_args(self.default, args)
 
     def build(self, cfg: SentimentConfig, vocab: int) -> SentimentNet:
         return SentimentNet(vocab, cfg.arch, cfg.emb_dim, cfg.hidden, cfg.bidirectional, cfg.dropout, cfg.emb_dropout)
@@ -307,22 +302,12 @@ class SentimentRecipe(Recipe):
             val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.as_tensor(val_set.y)))
             return {"val_loss": val_loss, "val_acc": float((logits.argmax(1) == val_set.y).mean())}
 
-        def get_state() -> dict[str, Any]:
-            return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
-
-        def set_state(st: dict[str, Any]) -> None:
-            model.load_state_dict(st["model"])
-            opt.load_state_dict(st["opt"])
-            sched.load_state_dict(st["sched"])
-
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "tokenizer": tok.to_str(),
                 "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
                 "n_train": len(tr), "n_val": len(va), "vocab": vocab, "params": count_parameters(model),
                 "limit": args.limit, "pretrain": pretrain, "lm_pretrain": lm, "distill": distill}
-        t0 = time.time()
-        history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
-                      set_state=set_state, train_epoch=train_epoch, evaluate=evaluate, meta=meta)
-        print(f"done in {time.time() - t0:.0f} s ({history.wall_time_s:.0f} s over all sessions)")
+        run_fit(model, opt, sched, epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume,
+                train_epoch=train_epoch, evaluate=evaluate, meta=meta)
         return 0
 
     def load_trained(self, args: argparse.Namespace):
@@ -341,10 +326,10 @@ class SentimentRecipe(Recipe):
         model, tok, cfg, ckpt = self.load_trained(args)
         _, val_set = data.load_splits(self.data_dir(args), ckpt["meta"].get("limit"))
         pred = predict_logits(model, data.encode(tok, val_set.texts, cfg.max_tokens)).argmax(1)
-        result = {"accuracy": metrics.accuracy_with_ci(pred, val_set.y)}
-        print(json.dumps(result, indent=2))
+        result = json.dumps({"accuracy": metrics.accuracy_with_ci(pred, val_set.y)}, indent=2)
         if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=2))
+            Path(args.out).write_text(result)
+        print(result)
         return 0
 
     def export(self, args: argparse.Namespace) -> int:

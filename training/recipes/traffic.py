@@ -17,7 +17,7 @@ from torch import nn
 from training import cards
 from training.data import forecast as data
 from training.nets.sequence import TrafficNet
-from training.recipes.forecast import ForecastConfig, ForecastRecipe, fmt_ci
+from training.recipes.forecast import ForecastConfig, ForecastRecipe, fmt_ci, run_footer
 from training.seqtools import pinball_loss, plot_forecasts
 
 HISTORY, HORIZON = 168, 24
@@ -157,14 +157,7 @@ The hour-of-week mean uses the whole train split; seasonal naive = the same hour
   calendar] -> 24 x 3 (median as a correction of the profile, softplus spreads). {p['params']:,} parameters.
 - Pinball loss on quantiles 0.1/0.5/0.9 (volumes / 1000); AdamW lr {c['lr']} one-cycle, weight decay {c['weight_decay']},
   dropout {c['dropout']}, batch {c['batch_size']}, {p['epochs']} epochs; the last epoch is served (no early stopping).
-- Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min on {p['hardware']} (shared 2 cores).
-  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Git commit at export: {p['git_commit'] or 'n/a'}.
-
-## Recreate
-```
-{p['training_command']}
-{p['export_command']}
-```
+{run_footer(p)}
 
 ## Limitations
 - One station (I-94 westbound, ATR 301), 2012-2017; other roads have other levels and profiles.
