@@ -86,6 +86,7 @@ def test_tokenizer_maps_real_text_to_sst_form():
     assert 1 not in ids("It's GREAT!!")  # all known words
     assert ids("I don't like it (at all).") == ids("i do n't like it ( at all ) .")
     assert ids("It\u2019s   great !!") == ids("it 's great ! !")  # curly apostrophe, extra spaces
+    assert ids("a film -lrb- at all -rrb- 1\\/2") == ids("a film ( at all ) 1/2")  # GLUE dev's PTB escapes
     assert tok.token_to_id(sdata.PAD) == 0
 
 

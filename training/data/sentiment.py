@@ -30,6 +30,9 @@ REPLACEMENTS = [
     (r"'(s|re|ve|ll|d|m)\b", None),  # expanded below: one Replace per clitic (no back-references)
 ]
 CLITICS = ["s", "re", "ve", "ll", "d", "m"]
+# PTB escapes as written in GLUE dev/test (train writes the characters themselves): mapped to the train form
+PTB_ESCAPES = [("-lrb-", "("), ("-rrb-", ")"), ("-lsb-", "["), ("-rsb-", "]"), ("-lcb-", "{"), ("-rcb-", "}"),
+               ("\\/", "/"), ("\\*", "*")]
 
 
 @dataclass
@@ -62,6 +65,7 @@ def _normalizer():
     from tokenizers import Regex, normalizers
 
     steps = [normalizers.NFKC(), normalizers.Lowercase()]
+    steps += [normalizers.Replace(escape, char) for escape, char in PTB_ESCAPES]
     for pattern, repl in REPLACEMENTS:
         if repl is None:
             steps += [normalizers.Replace(Regex(rf"'{c}\b"), f" '{c}") for c in CLITICS]
