@@ -83,8 +83,7 @@ def _pre_tokenizer():
                                     pre_tokenizers.Split(Regex(TOKEN_PATTERN), behavior="isolated")])
 
 
-def build_tokenizer(texts: list[str], min_frequency: int = 2):
-    """WordLevel vocabulary of the train split ([PAD]=0, [UNK]=1) behind the SST-2 normalizer."""
+def _word_level(texts: list[str], min_frequency: int):
     from tokenizers import Tokenizer, models, trainers
 
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
@@ -92,6 +91,25 @@ def build_tokenizer(texts: list[str], min_frequency: int = 2):
     tok.pre_tokenizer = _pre_tokenizer()
     trainer = trainers.WordLevelTrainer(special_tokens=[PAD, UNK], min_frequency=min_frequency, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def build_tokenizer(texts: list[str], min_frequency: int = 2, extra_texts: list[str] | None = None,
+                    extra_min_frequency: int = 3):
+    """WordLevel vocabulary of the train split ([PAD]=0, [UNK]=1) behind the SST-2 normalizer; optionally followed
+    by the words of ``extra_texts`` seen >= extra_min_frequency times (the train words keep their ids)."""
+    from tokenizers import Tokenizer, models
+
+    tok = _word_level(texts, min_frequency)
+    if extra_texts:
+        vocab = tok.get_vocab()
+        more = _word_level(extra_texts, extra_min_frequency).get_vocab()
+        for word, _ in sorted(more.items(), key=lambda kv: kv[1]):
+            if word not in vocab:
+                vocab[word] = len(vocab)
+        tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+        tok.normalizer = _normalizer()
+        tok.pre_tokenizer = _pre_tokenizer()
     assert tok.token_to_id(PAD) == 0 and tok.token_to_id(UNK) == 1
     return tok
 
