@@ -23,7 +23,10 @@ PREPROCESSING = {
     "in_graph": "x/255, (x - mean) / std per channel, NHWC->NCHW, horizontal-flip TTA, softmax",
     "mean": list(data.MEAN), "std": list(data.STD),
 }
-BATCHING = {"max_batch_size": 64, "max_queue_delay_ms": 2}
+# No batching wait: requests that arrive while a run is in progress still share the next one.
+BATCHING = {"max_batch_size": 64, "max_queue_delay_ms": 0}
+# The highest-priority ready model is the default of /v1/images/classify: the most accurate first.
+PRIORITY = {"cifar10-resnet": 10, "cifar10-int8": 5, "cifar10-small": 0}
 IO = {
     "inputs": [{"name": "images", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
@@ -135,6 +138,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
                    "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/96/128) on CIFAR-10")
     cards.write_manifest(model_dir, {
         "name": name, "task": "image-classification", "description": description, **IO,
+        "priority": PRIORITY.get(name, 0),
         "labels": data.LABELS, "preprocessing": PREPROCESSING, "batching": BATCHING,
         "parameters": {"top_k": 5, "tta": "hflip"}, "provenance": provenance,
         "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"], "val_n": acc["n"]},
@@ -166,6 +170,7 @@ def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dic
     description = "INT8 (static QDQ, onnxruntime.quantization) version of cifar10-resnet"
     cards.write_manifest(model_dir, {
         "name": "cifar10-int8", "task": "image-classification", "description": description, **IO,
+        "priority": PRIORITY["cifar10-int8"],
         "labels": data.LABELS, "preprocessing": PREPROCESSING, "batching": BATCHING,
         "parameters": {"top_k": 5, "tta": "hflip"}, "provenance": provenance,
         "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"], "val_n": acc["n"],

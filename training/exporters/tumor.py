@@ -228,7 +228,8 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
                           "resize": "lanczos", "range": [0, 255],
                           "in_graph": "x/255, (x - mean)/std, NHWC->NCHW, mirror TTA, Platt-calibrated sigmoid, "
                                       "temperature-scaled softmax", "mean": meta["mean"], "std": meta["std"]},
-        "batching": {"max_batch_size": 64, "max_queue_delay_ms": 2},
+        "batching": {"max_batch_size": 64, "max_queue_delay_ms": 0},
+        "priority": 10,
         "parameters": {"threshold": threshold, "min_sensitivity": MIN_SENSITIVITY},
         "provenance": provenance,
         "metrics": {"val_auroc": auc, "val_auroc_ci95": auc_ci,
