@@ -26,6 +26,13 @@ def config_from_args(default, args) -> object:
     return dataclasses.replace(default, **overrides)
 
 
+def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int, pct_start: float):
+    """OneCycleLR that also works for a handful of steps (tiny test runs): >= 2 warm-up steps, pct <= 0.5."""
+    total = max(int(total_steps), 4)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
+                                               pct_start=min(0.5, max(pct_start, 2.0 / total)))
+
+
 def run_fit(model: nn.Module, opt: torch.optim.Optimizer, sched, **fit_kwargs):
     """``training.loop.fit`` with the usual (model, optimiser, scheduler) state, timed."""
     from training.loop import fit

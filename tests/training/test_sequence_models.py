@@ -31,7 +31,7 @@ def seq_data(tmp_path_factory):
     rng = np.random.default_rng(0)
     # sentiment: SST-form phrases with a learnable signal
     (root / "sentiment").mkdir()
-    for split, n in (("train", 300), ("validation", 40)):
+    for split, n in (("train", 160), ("validation", 24)):
         with open(root / "sentiment" / f"{split}.tsv", "w", newline="") as f:
             f.write("text\tlabel\n")
             for i in range(n):
@@ -106,7 +106,7 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     if task == "sentiment-lstm":  # distilled from these two checkpoints (soft labels on train + augmented rows)
         for teacher in ("sentiment-lstm-teacher", "sentiment-gru"):
             assert main(["train", teacher, "--epochs", "1", "--batch-size", "32", *common]) == 0
-    assert main(["train", task, "--epochs", "2", "--batch-size", "32", *common]) == 0
+    assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common]) == 0
     ckpt = torch.load(tmp_path / "ckpt" / task / "last.pt", weights_only=False)
     if task == "sentiment-lstm":
         distill = ckpt["meta"]["distill"]
@@ -191,7 +191,7 @@ def test_conformal_widening_reaches_the_target_coverage():
 @pytest.mark.timeout(180)
 def test_traffic_train_export_contract(seq_data, tmp_path):
     common = _common(seq_data, tmp_path)
-    assert main(["train", "traffic", "--epochs", "2", "--limit", "256", *common]) == 0
+    assert main(["train", "traffic", "--epochs", "1", "--limit", "256", *common]) == 0
     models = tmp_path / "models"
     assert main(["export", "traffic", "--out", str(models), *common]) == 0
     d = models / "traffic-lstm"
@@ -217,7 +217,7 @@ def test_traffic_train_export_contract(seq_data, tmp_path):
 @pytest.mark.timeout(180)
 def test_prices_train_export_contract(seq_data, tmp_path):
     common = _common(seq_data, tmp_path)
-    assert main(["train", "prices", "--epochs", "2", *common]) == 0
+    assert main(["train", "prices", "--epochs", "1", *common]) == 0
     models = tmp_path / "models"
     assert main(["export", "prices", "--out", str(models), "--skip-card", *common]) == 0
     d = models / "prices-lstm"

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from training.data.sentiment import length_batches, pad_batch
 from training.nets.sequence import SentimentNet, reverse_valid
+from training.seqtools import one_cycle
 
 
 def _ns_loss(h: torch.Tensor, target: torch.Tensor, out: torch.nn.Embedding, noise: torch.Tensor, k: int,
@@ -47,8 +48,7 @@ def pretrain_lm(net: SentimentNet, seqs: list[np.ndarray], epochs: int, seed: in
     opt = torch.optim.Adam(params, lr=lr)
     lengths = np.asarray([len(s) for s in seqs])
     steps_per_epoch = math.ceil(len(seqs) / batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps_per_epoch * epochs, 1),
-                                                pct_start=max(0.05, 2.0 / max(steps_per_epoch * epochs, 1)))
+    sched = one_cycle(opt, lr, steps_per_epoch * epochs, 0.05)
     t0 = time.time()
     losses = []
     net.train()

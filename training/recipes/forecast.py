@@ -30,7 +30,7 @@ from training.loop import epoch_generator, git_commit, hardware, load_checkpoint
 from training.nets.sequence import count_parameters
 from training.recipes.base import Recipe
 from training.seqtools import (QUANTILES, block_bootstrap_ci, config_from_args, export_command, export_graph,
-                               interval_report, parity_cases, run_fit, run_onnx, widening_factors)
+                               interval_report, one_cycle, parity_cases, run_fit, run_onnx, widening_factors)
 
 
 @dataclass
@@ -118,8 +118,7 @@ class ForecastRecipe(Recipe):
         bs = min(cfg.batch_size, n)
         steps = math.ceil(n / bs)
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs,
-                                                    pct_start=max(0.15, 2.0 / (steps * cfg.epochs)))
+        sched = one_cycle(opt, cfg.lr, steps * cfg.epochs, 0.15)
         fit_x, fit_y = self.tensors(fit_w), torch.from_numpy(fit_w.y)
         print(f"{cfg.model_name}: fit {n} windows, calibration {len(cal_w)}, validation {len(val_w)}, "
               f"params {count_parameters(net):,}, {hardware()}")

@@ -32,7 +32,8 @@ from training.data import sentiment as data
 from training.loop import epoch_generator, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.sequence import SentimentExport, SentimentNet, count_parameters
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args, export_command, export_graph, parity_cases, run_fit, run_onnx
+from training.seqtools import (config_from_args, export_command, export_graph, one_cycle, parity_cases, run_fit,
+                               run_onnx)
 
 
 @dataclass
@@ -274,8 +275,7 @@ class SentimentRecipe(Recipe):
             print(f"distillation: {distill}")
         steps = math.ceil(len(tr) / cfg.batch_size)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs,
-                                                    pct_start=max(0.1, 2.0 / (steps * cfg.epochs)))
+        sched = one_cycle(opt, cfg.lr, steps * cfg.epochs, 0.1)
         print(f"{cfg.model_name}: train {len(tr)}, val {len(va)}, vocab {vocab}, params {count_parameters(model):,}, "
               f"{hardware()}")
 
