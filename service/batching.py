@@ -20,6 +20,7 @@ import numpy as np
 
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.manifest import Batching
+from service.settings import default_instances
 
 log = logging.getLogger("neuroserve.batching")
 
@@ -64,7 +65,8 @@ def _pad_to(array: np.ndarray, length: int, value) -> np.ndarray:
 
 
 class Batcher:
-    def __init__(self, name: str, runner: Runner, policy: Batching, *, max_queue_size: int | None = None):
+    def __init__(self, name: str, runner: Runner, policy: Batching, *, max_queue_size: int | None = None,
+                 instances: int | None = None):
         self.name = name
         self._runner = runner
         self.max_batch_size = policy.max_batch_size
@@ -73,8 +75,11 @@ class Batcher:
         self.pad_inputs = dict(policy.pad_inputs)
         self._pending: collections.deque[_Item] = collections.deque()
         self._wakeup: asyncio.Event | None = None
-        self._worker: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{name}")
+        # Like Triton's instance count: this many runs of the model may be in flight at once, each on
+        # its own thread (small graphs use two cores better as two runs than as one run on two threads).
+        self.instances = instances or policy.instances or default_instances()
+        self._workers: list[asyncio.Task] = []
+        self._executor = ThreadPoolExecutor(max_workers=self.instances, thread_name_prefix=f"ort-{name}")
         self._closing = False
 
     @property
@@ -87,7 +92,8 @@ class Batcher:
 
     def start(self) -> None:
         self._wakeup = asyncio.Event()
-        self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"batcher-{self.name}")
+        loop = asyncio.get_running_loop()
+        self._workers = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)]
 
     def run_blocking(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Direct call for warm-up (before the worker starts)."""
@@ -101,7 +107,7 @@ class Batcher:
     def submit(self, feeds: dict[str, np.ndarray], rows: int) -> asyncio.Future:
         """Enqueue synchronously (no await before the item is queued: a concurrent reload cannot
         slip in between resolving the model and queueing on it). Await the returned future."""
-        if self._closing or self._worker is None:
+        if self._closing or not self._workers:
             raise ServiceUnavailable(f"model {self.name!r} is unloading")
         self.check_capacity()
         if self.batching and rows > self.max_batch_size:
@@ -118,12 +124,11 @@ class Batcher:
     async def close(self, timeout_s: float = 30.0) -> None:
         """Stop taking requests, finish the queued ones, release the thread."""
         self._closing = True
-        if self._worker is not None:
+        if self._workers:
             self._wakeup.set()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._worker), timeout_s)
-            except asyncio.TimeoutError:
-                self._worker.cancel()
+            done, pending = await asyncio.wait(self._workers, timeout=timeout_s)
+            for worker in pending:
+                worker.cancel()
             for item in self._pending:
                 if not item.future.done():
                     item.future.set_exception(ServiceUnavailable(f"model {self.name!r} was unloaded"))

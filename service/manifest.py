@@ -72,6 +72,9 @@ class Batching(BaseModel):
     # 0: no waiting; requests that arrive while a run is in progress still share the next run.
     max_queue_delay_ms: float = Field(default=0.0, ge=0, le=1000)
     max_queue_size: int = Field(default=256, ge=1, le=100_000)
+    # Runs of this model that may be in flight at once (Triton's instance count), each on its own thread.
+    # None: one per core, up to 4 (service.settings.default_instances).
+    instances: int | None = Field(default=None, ge=1, le=64)
     # Inputs whose dimension 1 varies per request (token ids); padded with pad_value per batch.
     pad_inputs: dict[str, int | float] = Field(default_factory=dict)
 

@@ -289,7 +289,8 @@ class ModelRepository:
             policy = manifest.batching
             if any(spec.shape[:1] != [-1] for spec in session.inputs):
                 policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
-            batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size)
+            batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size,
+                              instances=self.settings.model_instances)
             self._warm_up(session, batcher)
             version = ModelVersion(name, version_dir.name, manifest, folder, session, batcher)
             prepare = self.preparers.get(manifest.task)

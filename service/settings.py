@@ -13,10 +13,16 @@ from typing_extensions import Annotated
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
+def default_instances() -> int:
+    """Runs in flight per model when neither the manifest nor the settings say: one per core, up to 4.
+    On small CPUs, two single-threaded runs use two cores better than one run on two threads
+    (measured in docs/benchmarks.md)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def _default_threads() -> int:
-    # ORT's intra-op pool per session; leave a core for the event loop on bigger machines.
-    cores = os.cpu_count() or 1
-    return max(1, min(4, cores if cores <= 2 else cores - 1))
+    # ORT's intra-op pool per session: the cores left per instance, so instances x threads = cores.
+    return max(1, (os.cpu_count() or 1) // default_instances())
 
 
 class Settings(BaseSettings):
@@ -44,6 +50,7 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Largest gzip/deflate body after decompression.")
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images one vision request may carry (413 beyond).")
     max_image_pixels: int = Field(default=36_000_000, ge=1, description="Pixels one image may have, read from its header before decoding (413 beyond).")
+    model_instances: int | None = Field(default=None, ge=1, le=64, description="Override every model's instance count: runs in flight at once per model, each on its own thread.")
     max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
     drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")

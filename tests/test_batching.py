@@ -188,3 +188,21 @@ def test_a_cancelled_request_is_skipped():
 
     run(_with_batcher(Batching(max_batch_size=1, max_queue_delay_ms=0), runner, body))
     assert runner.batches == [1, 1]
+
+
+def test_instances_run_batches_in_parallel():
+    runner = RecordingRunner(delay_s=0.3)
+
+    async def body():
+        batcher = Batcher("m", runner, Batching(max_batch_size=1, max_queue_delay_ms=0), instances=2)
+        batcher.start()
+        try:
+            started = time.perf_counter()
+            await asyncio.gather(*(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1) for _ in range(2)))
+            return time.perf_counter() - started
+        finally:
+            await batcher.close()
+
+    elapsed = run(body())
+    assert elapsed < 0.55, f"two runs of 0.3 s took {elapsed:.2f} s: they did not overlap"
+    assert len(runner.threads) == 2
