@@ -51,7 +51,8 @@ LABELS = {"floor": "floor (session.run)", "neuroserve": "neuroserve", "kserve": 
           "bentoml": "bentoml", "naive": "naive FastAPI"}
 SETUP = {
     "floor": "session.run in the driver process, no HTTP; threads = concurrency; ORT intra-op 2",
-    "neuroserve": "python -m service.cli serve (one uvicorn process); NEUROSERVE_INTRA_OP_THREADS=2, inter-op 1; "
+    "neuroserve": "python -m service.cli serve (one uvicorn process); 2 model instances x 1 intra-op thread "
+                  "(its default on 2 cores: the same budget of 2 ORT threads), inter-op 1; "
                   "only the two role models loaded (NEUROSERVE_LOAD_MODELS); batching as in each model's manifest",
     "kserve": "kserve.ModelServer(workers=1, enable_grpc=False, enable_latency_logging=False), sync predict; "
               "ORT intra-op 2; no batching (the Python ModelServer has none)",
@@ -387,7 +388,10 @@ def start_system(system: str, models: Path, roles: dict) -> Server:
     classifier, sentiment = models / roles["classifier"], models / roles["sentiment"]
     port = free_port()
     if system == "neuroserve":
-        server = neuroserve(models, {"NEUROSERVE_INTRA_OP_THREADS": str(THREADS), "NEUROSERVE_INTER_OP_THREADS": "1",
+        # The same budget of THREADS ORT threads, spent as Neuroserve spends it on a small CPU:
+        # THREADS model instances of one intra-op thread each (its default on 2 cores).
+        server = neuroserve(models, {"NEUROSERVE_INTRA_OP_THREADS": "1", "NEUROSERVE_MODEL_INSTANCES": str(THREADS),
+                                     "NEUROSERVE_INTER_OP_THREADS": "1",
                                      "NEUROSERVE_LOAD_MODELS": f"{roles['classifier']},{roles['sentiment']}"})
     elif system == "naive":
         server = uvicorn_app("bench.naive_server:app", env={"NAIVE_CLASSIFIER": str(classifier),
