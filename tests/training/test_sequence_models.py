@@ -98,17 +98,17 @@ def test_length_batches_cover_every_row_once():
 
 # -- sentiment end to end ----------------------------------------------------------------------------
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("task", ["sentiment-rnn", "sentiment-lstm"])
+@pytest.mark.parametrize("task", ["sentiment-rnn", "sentiment-lstm-distilled"])
 def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer
 
     common = _common(seq_data, tmp_path)
-    if task == "sentiment-lstm":  # distilled from these two checkpoints (soft labels on train + augmented rows)
+    if task == "sentiment-lstm-distilled":  # distilled from these two checkpoints (soft labels on train + augmented rows)
         for teacher in ("sentiment-lstm-teacher", "sentiment-gru"):
             assert main(["train", teacher, "--epochs", "1", "--batch-size", "32", *common]) == 0
     assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common]) == 0
     ckpt = torch.load(tmp_path / "ckpt" / task / "last.pt", weights_only=False)
-    if task == "sentiment-lstm":
+    if task == "sentiment-lstm-distilled":
         distill = ckpt["meta"]["distill"]
         assert [t["task"] for t in distill["teachers"]] == ["sentiment-lstm-teacher", "sentiment-gru"]
         assert distill["augmented_rows"] > 0
@@ -124,7 +124,7 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     assert [(t.name, t.datatype, t.shape) for t in m.outputs] == [("probabilities", "FP32", [-1, 2])]
     assert m.tokenizer == "tokenizer.json" and m.parameters["max_tokens"] == 128
     assert m.batching.pad_inputs == {"input_ids": 0} and m.batching.max_batch_size == 64
-    assert m.priority == {"sentiment-rnn": 0, "sentiment-lstm": 10}[task]
+    assert m.priority == {"sentiment-rnn": 0, "sentiment-lstm-distilled": -1}[task]
 
     # the serving path: Tokenizer.from_file -> encode_batch -> ids (truncated) -> ONNX
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))

@@ -19,6 +19,7 @@ REGISTRY: dict[str, str] = {
     "sentiment-gru": "training.recipes.sentiment:SentimentGRURecipe",
     "sentiment-lstm": "training.recipes.sentiment:SentimentRecipe",
     "sentiment-lstm-teacher": "training.recipes.sentiment:SentimentLSTMTeacherRecipe",
+    "sentiment-lstm-distilled": "training.recipes.sentiment:SentimentLSTMDistilledRecipe",
     "traffic": "training.recipes.traffic:TrafficRecipe",
     "prices": "training.recipes.prices:PricesRecipe",
     # later: "translation", "chat"

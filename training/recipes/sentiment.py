@@ -183,8 +183,7 @@ class SentimentRecipe(Recipe):
     task = "sentiment-lstm"
     data_subdir = "sentiment"
     priority = 10
-    default = SentimentConfig(teachers=("sentiment-lstm-teacher", "sentiment-gru"), augment_copies=2, lm_epochs=3,
-                              vocab_corpora=("translation", "chat"))
+    default = SentimentConfig(vocab_corpora=("translation", "chat"))
 
     def config(self, args: argparse.Namespace) -> SentimentConfig:
         return config_from_args(self.default, args)
@@ -518,9 +517,10 @@ def render_readme(name: str, description: str, card: dict[str, Any], target: flo
   epoch's weights are served. Model selection on validation, disclosed: the design changes were adopted after seeing
   the validation accuracy of earlier runs (same seed, 4 epochs each): random-init RNN 79.5% -> skip-gram initialisation
   for all three cells (LSTM 83.8%, GRU 83.5%, RNN 81.8%) -> LSTM distilled from the LSTM+GRU pair 84.3% -> the same
-  with bidirectional LM pretraining first 84.6% -> (after that normalizer fix, for the LSTM, its LSTM teacher and
-  the GRU) vocabulary extended with the words of the unlabeled translation/chat text, all retrained: the served recipe,
-  adopted before its result was known.
+  with bidirectional LM pretraining first 84.6% -> (after that normalizer fix) vocabulary extended with the words of
+  the unlabeled translation/chat text, LSTM and GRU retrained (adopted before the result was known). The distilled +
+  LM-pretrained LSTM on the extended vocabulary (`sentiment-lstm-distilled`) did not finish before the deadline on the
+  shared CPUs, so the served sentiment-lstm is the plain skip-gram LSTM on the extended vocabulary.
   With 872 sentences these steps are within noise of each other; the figures below are slightly optimistic.
   (The step figures were measured before the normalizer mapped GLUE dev's PTB escapes `-lrb-`, `-rrb-`, `\\/` to the
   train form.){tok_note}
@@ -569,8 +569,18 @@ def render_readme(name: str, description: str, card: dict[str, Any], target: flo
 """
 
 
+class SentimentLSTMDistilledRecipe(SentimentRecipe):
+    """Experimental: LSTM with LM pretraining, distilled from sentiment-lstm-teacher + sentiment-gru. Not served (its
+    full run did not finish before the deadline on the shared CPUs); kept so that the code path stays tested."""
+
+    task = "sentiment-lstm-distilled"
+    priority = -1
+    default = SentimentConfig(model_name="sentiment-lstm-distilled", teachers=("sentiment-lstm-teacher", "sentiment-gru"),
+                              augment_copies=2, lm_epochs=3, vocab_corpora=("translation", "chat"))
+
+
 class SentimentLSTMTeacherRecipe(SentimentRecipe):
-    """The plain LSTM (skip-gram init, gold labels only): one of sentiment-lstm's teachers; not exported by default."""
+    """The served LSTM's config under another name: a teacher of sentiment-lstm-distilled; not exported."""
 
     task = "sentiment-lstm-teacher"
     priority = -1
