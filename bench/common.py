@@ -129,8 +129,9 @@ def run_hey(system: str, encoding: str, url: str, body: bytes, concurrency: int,
                   statistics.median(latencies) if latencies else float("nan"), percentile(latencies, 99))
 
 
-def run_in_process(system: str, call, concurrency: int, seconds: float) -> Result:
-    """The floor: `call()` from `concurrency` threads for `seconds`, no HTTP at all."""
+def time_calls(call, concurrency: int, seconds: float) -> tuple[list[float], float]:
+    """`call()` from `concurrency` threads for `seconds`: (latencies in ms, elapsed s). The floor of
+    every benchmark: no HTTP at all."""
     latencies: list[float] = []
     lock = threading.Lock()
     stop_at = time.perf_counter() + seconds
@@ -150,7 +151,11 @@ def run_in_process(system: str, call, concurrency: int, seconds: float) -> Resul
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - started
+    return latencies, time.perf_counter() - started
+
+
+def run_in_process(system: str, call, concurrency: int, seconds: float) -> Result:
+    latencies, elapsed = time_calls(call, concurrency, seconds)
     return Result(system, "in-process", concurrency, len(latencies), 0, len(latencies) / elapsed,
                   statistics.median(latencies), percentile(latencies, 99))
 

@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -298,27 +297,10 @@ def run_hey(system: str, route: str, workload: str, url: str, body: bytes, heade
 
 
 def run_in_process(workload: str, call, concurrency: int, seconds: float) -> Row:
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
+    from bench.common import time_calls
 
-    def worker():
-        own = []
-        while time.perf_counter() < stop_at:
-            started = time.perf_counter()
-            call()
-            own.append((time.perf_counter() - started) * 1000)
-        with lock:
-            latencies.extend(own)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return summarize("floor", "session.run (in-process)", workload, concurrency, latencies, 0,
-                     time.perf_counter() - started)
+    latencies, elapsed = time_calls(call, concurrency, seconds)
+    return summarize("floor", "session.run (in-process)", workload, concurrency, latencies, 0, elapsed)
 
 
 # ------------------------------------------------------------------------------------------ the run
