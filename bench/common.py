@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -47,6 +48,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float, what: str) -> None:
+    """Poll `url` until it answers 200; RuntimeError if the process exits, TimeoutError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{what} never became ready")
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo, for the machine line of every benchmark."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,18 +88,11 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server {args} exited with {self.proc.returncode}")
-            time.sleep(0.1)
-        self.stop()
-        raise TimeoutError(f"server {args} never became ready")
+        try:
+            wait_ready(self.url + ready_path, self.proc, 60, f"server {args}")
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:

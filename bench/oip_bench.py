@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import ROOT, markdown_table, neuroserve, run_hey, run_in_process, uvicorn_app
+from bench.common import ROOT, cpu_name, markdown_table, neuroserve, run_hey, run_in_process, uvicorn_app
 from tests.onnx_models import small_cnn, write_model
 
 MODEL = "bench-cnn"
@@ -75,7 +75,7 @@ def main() -> None:
 
     naive_by_c = {r.concurrency: r for r in results if r.system == "naive FastAPI"}
     floor_by_c = {r.concurrency: r for r in results if r.system.startswith("floor")}
-    print(f"\n{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores, "
+    print(f"\n{cpu_name()}, {os.cpu_count()} cores, "
           f"onnxruntime {ort.__version__}, {args.seconds:g} s per run, {time.strftime('%Y-%m-%d')}\n")
     print(markdown_table(results, naive_by_c, "naive"))
     print("\nAgainst the floor (session.run in-process):\n")

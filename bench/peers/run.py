@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.common import cpu_name, free_port, wait_ready
 from bench.peers import shared
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,14 +173,7 @@ def markdown_tables(rows: list[Row]) -> str:
 
 
 def machine_info() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     import onnxruntime
 
     return {"cpu": cpu, "cores": os.cpu_count(), "onnxruntime": onnxruntime.__version__,
@@ -194,8 +188,6 @@ class Server:
 
     def __init__(self, name: str, args: list[str], port: int, env: dict | None = None, ready_path: str = "/",
                  timeout: float = 120):
-        import httpx
-
         self.name, self.port, self.url = name, port, f"http://127.0.0.1:{port}"
         log_dir = RESULTS / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -203,19 +195,11 @@ class Server:
         self.log = self.log_path.open("wb")
         self.proc = subprocess.Popen(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + ready_path, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"{name} exited with {self.proc.returncode}; see {self.log_path}")
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"{name} never became ready; see {self.log_path}")
+        try:
+            wait_ready(self.url + ready_path, self.proc, timeout, f"{name} (log: {self.log_path})")
+        except (RuntimeError, TimeoutError):
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -234,14 +218,6 @@ class Server:
         except (ProcessLookupError, PermissionError):
             pass
         self.log.close()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def venv_python(peer: str) -> Path:
@@ -398,9 +374,8 @@ def discover_roles(models: Path) -> dict:
     import httpx
 
     from bench.common import Server as CommonServer
-    from bench.common import free_port as common_port
 
-    port = common_port()
+    port = free_port()
     server = CommonServer([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--models", str(models)],
                           port, {"NEUROSERVE_LOG_LEVEL": "warning", "NEUROSERVE_INTRA_OP_THREADS": "1"},
                           ready_path="/v2/health/live")
