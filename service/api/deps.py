@@ -12,6 +12,22 @@ from service.manifest import NAME_RE
 from service.repository import ModelRepository, ModelVersion
 
 
+TASK_ERRORS = {
+    400: "Malformed JSON, or a model of another task",
+    401: "Missing or wrong API key",
+    404: "Unknown model or version",
+    413: "Body too large",
+    503: "No ready model, or the queue is full (Retry-After)",
+}
+
+
+def error_responses(**overrides: str) -> dict:
+    """OpenAPI `responses` for a task route: the statuses every task route answers, plus or replacing
+    the route's own (`error_responses(s422="...")`)."""
+    texts = {**TASK_ERRORS, **{int(key[1:]): text for key, text in overrides.items()}}
+    return {status: {"description": text} for status, text in sorted(texts.items())}
+
+
 async def get_repository(request: Request) -> ModelRepository:  # async: sync deps cost a threadpool hop
     return request.app.state.repository
 

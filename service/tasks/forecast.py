@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.api.deps import RepositoryDep, run_model
+from service.api.deps import RepositoryDep, error_responses, run_model
 from service.errors import ModelLoadError, Unprocessable
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -22,14 +22,7 @@ PRICE_DAYS = 60
 MAX_HISTORY = 10_000
 
 router = APIRouter(prefix="/v1/forecast", tags=["forecast"], dependencies=[Depends(require_api_key)])
-ERRORS = {
-    400: {"description": "Malformed JSON, or a model of another task"},
-    401: {"description": "Missing or wrong API key"},
-    404: {"description": "Unknown model or version"},
-    413: {"description": "Body too large"},
-    422: {"description": "NaN/infinite/negative values, history too short or too long, bad times, bad horizon"},
-    503: {"description": "No ready model, or the queue is full (Retry-After)"},
-}
+ERRORS = error_responses(s422="NaN/infinite/negative values, history too short or too long, bad times, bad horizon")
 
 # Bounded so float32 (what the graphs take) holds every value exactly enough and never overflows.
 # Strict: "12" is a wrong type, not a number; an int is still a valid float.

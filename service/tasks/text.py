@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from tokenizers import Tokenizer
 
-from service.api.deps import RepositoryDep, run_model
+from service.api.deps import RepositoryDep, error_responses, run_model
 from service.errors import ModelLoadError
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -23,14 +23,7 @@ MAX_TEXT_CHARS = 5000
 INLINE_CHARS = 20_000
 
 router = APIRouter(prefix="/v1/text", tags=["text"], dependencies=[Depends(require_api_key)])
-ERRORS = {
-    400: {"description": "Malformed JSON, or a model of another task"},
-    401: {"description": "Missing or wrong API key"},
-    404: {"description": "Unknown model or version"},
-    413: {"description": "Body too large"},
-    422: {"description": "Empty, over-long or too many texts; wrong types; unknown fields"},
-    503: {"description": "No ready model, or the queue is full (Retry-After)"},
-}
+ERRORS = error_responses(s422="Empty, over-long or too many texts; wrong types; unknown fields")
 
 
 def prepare_text_model(model: ModelVersion) -> dict:

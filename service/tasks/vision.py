@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from service.api.deps import RepositoryDep, run_model
+from service.api.deps import RepositoryDep, error_responses, run_model
 from service.errors import InferenceFailed, Unprocessable
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -39,15 +39,12 @@ IMAGE_BODY = {
         },
     }
 }
-ERRORS = {
-    400: {"description": "Malformed body, bad base64, an undecodable image, or a model of another task"},
-    401: {"description": "Missing or wrong API key"},
-    404: {"description": "Unknown model or version"},
-    413: {"description": "Too many images, too many pixels or too large a body"},
-    415: {"description": "Not multipart/JSON, or an image that is not PNG, JPEG or WebP"},
-    422: {"description": "Invalid or unknown option (top_k, model)"},
-    503: {"description": "No ready model, or the queue is full (Retry-After)"},
-}
+ERRORS = error_responses(
+    s400="Malformed body, bad base64, an undecodable image, or a model of another task",
+    s413="Too many images, too many pixels or too large a body",
+    s415="Not multipart/JSON, or an image that is not PNG, JPEG or WebP",
+    s422="Invalid or unknown option (top_k, model)",
+)
 
 
 class LabelScore(BaseModel):
