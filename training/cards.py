@@ -116,3 +116,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def recreate_section(provenance: dict[str, Any]) -> str:
+    """The card's "Recreate" block: the exact training and export commands, and any note on the run."""
+    p = provenance
+    note = ("**Note on this run:** " + p["notes"]) if p.get("notes") else ""
+    return f"## Recreate\n```\n{p['training_command']}\n{p['export_command']}\n```\n{note}"

@@ -14,7 +14,7 @@ from training import cards, metrics
 from training.data import cifar10 as data
 from training.export import (ImageClassifier, benchmark, export_onnx, file_size, ort_session, parity_check,
                              quantize_static_int8, random_images)
-from training.loop import export_command, git_commit, hardware
+from training.loop import export_command, git_commit
 from training.nets.airbench import count_parameters
 
 PREPROCESSING = {
@@ -266,12 +266,7 @@ the machine's 2 cores were shared with other work, so treat the numbers as indic
 - Parameters: {p['params']:,}. ONNX size: {p['onnx_bytes'] / 1e6:.2f} MB.
 - Git commit at export: {p['git_commit'] or 'n/a'}.
 
-## Recreate
-```
-{p['training_command']}
-{p['export_command']}
-```
-{('**Note on this run:** ' + p['notes']) if p.get('notes') else ''}
+{cards.recreate_section(p)}
 (`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or
 `../shared/data`.) Training is seeded; the split, batch order and augmentation depend only on the seed and
 epoch, so `--resume` after an interruption replays the same batches. Bit-exact reproduction across machines is

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -332,12 +331,7 @@ def render_readme(name: str, description: str, card: dict[str, Any]) -> str:
   batch 1 {m['latency_ms']['batch1_median_ms']} ms, batch 64 {m['latency_ms']['batch64_median_ms']} ms (shared 2-core machine).
 - Git commit at export: {p['git_commit'] or 'n/a'}.
 
-## Recreate
-```
-{p['training_command']}
-{p['export_command']}
-```
-{('**Note on this run:** ' + p['notes']) if p.get('notes') else ''}
+{cards.recreate_section(p)}
 (`--checkpoint-dir` defaults to `~/.cache/neuroserve/checkpoints`; data from `$NEUROSERVE_DATA_DIR` or `../shared/data`.)
 
 ## Limitations and known biases of the data

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import cards
 from training.data import forecast as data
 from training.nets.sequence import TrafficNet
 from training.recipes.forecast import ForecastConfig, ForecastRecipe, fmt_ci, run_footer
