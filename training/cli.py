@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--note", help="export: a provenance note for the card (e.g. how the run was interrupted)")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
+        p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
+                                                        "(generation recipes)")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="train: override a recipe config field (generation recipes), repeatable")
     return parser
 
 

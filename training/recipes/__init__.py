@@ -22,7 +22,8 @@ REGISTRY: dict[str, str] = {
     "sentiment-lstm-distilled": "training.recipes.sentiment:SentimentLSTMDistilledRecipe",
     "traffic": "training.recipes.traffic:TrafficRecipe",
     "prices": "training.recipes.prices:PricesRecipe",
-    # later: "translation", "chat"
+    "translation": "training.recipes.generation:TranslationRecipe",
+    "chat": "training.recipes.generation:ChatRecipe",
 }
 
 
