@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import oip, ops
-from service.errors import NeuroserveError
+from service.errors import NeuroserveError, error_body
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import ServingMiddleware
@@ -38,6 +38,15 @@ def _validation_message(exc: RequestValidationError) -> str:
             message = "is blank (empty or only whitespace)"
         parts.append(f"{where}: {message}")
     return "; ".join(parts) or "invalid request"
+
+
+def _validation_param(exc: RequestValidationError) -> str | None:
+    """The first offending field, dotted (OpenAI's error "param")."""
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        if where:
+            return where
+    return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -73,24 +82,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.draining = False
 
+    def error(request: Request, status: int, message: str, headers=None, param: str | None = None) -> JSONBytes:
+        return JSONBytes(error_body(request.url.path, status, message, param), status_code=status, headers=headers)
+
     @app.exception_handler(NeuroserveError)
     async def _neuroserve_error(request: Request, exc: NeuroserveError):
-        return JSONBytes({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+        return error(request, exc.status_code, exc.message, exc.headers, exc.param)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         message = _validation_message(exc)
         status = 400 if message.startswith("request body is not valid JSON") else 422
-        return JSONBytes({"error": message}, status_code=status)
+        return error(request, status, message, param=_validation_param(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
-        return JSONBytes({"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unhandled error")
-        return JSONBytes({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+        return error(request, 500, f"internal error: {type(exc).__name__}")
 
     app.include_router(oip.health)
     app.include_router(oip.router)

@@ -6,10 +6,11 @@ from __future__ import annotations
 class NeuroserveError(Exception):
     status_code = 500
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
+        self.param = param  # the offending request field, where one is to blame
 
 
 class BadRequest(NeuroserveError):
@@ -60,3 +61,18 @@ class InferenceFailed(NeuroserveError):
 
 class ModelLoadError(Exception):
     """A model folder could not be turned into a serving session (not an HTTP error)."""
+
+
+# Routes that answer errors in OpenAI's shape, so the openai SDK (and its users) read them natively.
+OPENAI_PREFIXES = ("/v1/chat/",)
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
+                 429: "rate_limit_error", 499: "invalid_request_error", 503: "service_unavailable_error"}
+
+
+def error_body(path: str, status: int, message: str, param: str | None = None, code: str | None = None) -> dict:
+    """``{"error": message}``, or on an OpenAI-compatible route ``{"error": {message, type, param, code}}``."""
+    if not path.startswith(OPENAI_PREFIXES):
+        return {"error": message}
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}

@@ -24,6 +24,7 @@ from service.errors import ModelLoadError
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 VERSION_RE = re.compile(r"^[1-9][0-9]{0,8}$")
+GRAPH_FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\.onnx$")
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 
@@ -92,6 +93,9 @@ class Manifest(BaseModel):
     labels: list[str] = Field(default_factory=list)
     preprocessing: dict[str, Any] = Field(default_factory=dict)
     tokenizer: str | None = Field(default=None, description="tokenizer file, relative to the model folder")
+    graphs: dict[str, str] = Field(
+        default_factory=dict,
+        description="generation models: role (encoder, decoder) -> ONNX file in each version folder; empty: model.onnx")
     batching: Batching = Field(default_factory=Batching)
     parameters: dict[str, Any] = Field(default_factory=dict, description="task-specific settings, e.g. threshold")
     provenance: dict[str, Any] = Field(default_factory=dict)
@@ -109,6 +113,14 @@ class Manifest(BaseModel):
     def _valid_version(cls, value: str | None) -> str | None:
         if value is not None and not valid_version(value):
             raise ValueError(f"invalid version {value!r}: a positive integer")
+        return value
+
+    @field_validator("graphs")
+    @classmethod
+    def _graph_files(cls, value: dict[str, str]) -> dict[str, str]:
+        for role, file in value.items():
+            if not GRAPH_FILE_RE.fullmatch(file):
+                raise ValueError(f"graph {role!r}: {file!r} is not a plain .onnx file name in the version folder")
         return value
 
     def input(self, name: str) -> TensorSpec | None:

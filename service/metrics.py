@@ -34,6 +34,17 @@ class Metrics:
             "neuroserve_model_load_failures", "Model loads that failed", ["model"], registry=r
         )
         self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r)
+        # generation (translation, chat): the decode-step scheduler of each model
+        self.generation_rows = Gauge("neuroserve_generation_rows", "Rows being decoded now (beams and choices count one each)",
+                                     ["model"], registry=r)
+        self.generation_waiting = Gauge("neuroserve_generation_waiting", "Generation requests waiting for room in the decode batch",
+                                        ["model"], registry=r)
+        self.generated_tokens = Counter("neuroserve_generated_tokens", "Tokens generated (every row of every step)",
+                                        ["model"], registry=r)
+        self.generation_step_rows = Histogram("neuroserve_generation_step_rows", "Rows per decode step (steps batched across requests)",
+                                              ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.generation_finished = Counter("neuroserve_generation_finished", "Generation requests ended, by how (done, cancelled, error)",
+                                           ["model", "reason"], registry=r)
 
     def observe_inference(self, model: str, stats) -> None:
         """Queue and compute time per request; batch size once per batch (its leader reports it)."""

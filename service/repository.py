@@ -18,6 +18,8 @@ import numpy as np
 
 from service.batching import Batcher, BatchStats
 from service.errors import BadRequest, ModelLoadError, NotFound, ServiceUnavailable
+from service.generation.engine import GenerationMetrics
+from service.generation.runtime import EngineBatcher, GenerationRuntime, load_generation
 from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, valid_version
 from service.metrics import Metrics
 from service.runtime import OnnxRuntimeSession
@@ -56,8 +58,8 @@ class ModelVersion:
     version: str
     manifest: Manifest
     folder: Path
-    session: OnnxRuntimeSession
-    batcher: Batcher
+    session: OnnxRuntimeSession | GenerationRuntime  # a generation model: its graphs, tokenizer and engine
+    batcher: Batcher | EngineBatcher
     stats: VersionStats = field(default_factory=VersionStats)
     extras: dict = field(default_factory=dict)  # what the task adapter prepared at load (a tokenizer, ...)
 
@@ -81,11 +83,13 @@ class ModelVersion:
         except Exception:
             self._count_failure(started)
             raise
-        return self._finish(future, started)
+        return self.track(future, started)
 
-    async def _finish(self, future, started: int) -> tuple[dict[str, np.ndarray], BatchStats]:
+    async def track(self, pending: Awaitable, started: int | None = None) -> tuple[object, BatchStats]:
+        """Await (answer, stats) and count it in this version's statistics (success or failure)."""
+        started = time.perf_counter_ns() if started is None else started
         try:
-            outputs, stats = await future
+            outputs, stats = await pending
         except BaseException:
             self._count_failure(started)
             raise
@@ -282,16 +286,10 @@ class ModelRepository:
             raise ModelLoadError(f"{folder} has no version folder (<positive integer>/{MODEL_FILE})")
         versions = {}
         for version_dir in version_dirs:
-            model_file = version_dir / MODEL_FILE
-            if not model_file.is_file():
-                raise ModelLoadError(f"{model_file} is missing")
-            session = OnnxRuntimeSession.load(model_file, manifest, self.settings)
-            policy = manifest.batching
-            if any(spec.shape[:1] != [-1] for spec in session.inputs):
-                policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
-            batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size,
-                              instances=self.settings.model_instances)
-            self._warm_up(session, batcher)
+            if manifest.graphs:
+                session, batcher = self._open_generation(name, manifest, version_dir)
+            else:
+                session, batcher = self._open_graph(name, manifest, version_dir)
             version = ModelVersion(name, version_dir.name, manifest, folder, session, batcher)
             prepare = self.preparers.get(manifest.task)
             if prepare is not None:
@@ -303,6 +301,24 @@ class ModelRepository:
                     raise ModelLoadError(f"{folder}: cannot serve task {manifest.task!r}: {exc}") from exc
             versions[version_dir.name] = version
         return manifest, versions
+
+    def _open_graph(self, name: str, manifest: Manifest, version_dir: Path) -> tuple[OnnxRuntimeSession, Batcher]:
+        model_file = version_dir / MODEL_FILE
+        if not model_file.is_file():
+            raise ModelLoadError(f"{model_file} is missing")
+        session = OnnxRuntimeSession.load(model_file, manifest, self.settings)
+        policy = manifest.batching
+        if any(spec.shape[:1] != [-1] for spec in session.inputs):
+            policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
+        batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size,
+                          instances=self.settings.model_instances)
+        self._warm_up(session, batcher)
+        return session, batcher
+
+    def _open_generation(self, name: str, manifest: Manifest, version_dir: Path) -> tuple[GenerationRuntime, EngineBatcher]:
+        """A translation or chat model: several graphs, one decode engine (service.generation), warmed up."""
+        runtime = load_generation(version_dir, manifest, self.settings, GenerationMetrics(self.metrics, name))
+        return runtime, EngineBatcher(f"{name}:{version_dir.name}", runtime, manifest.batching)
 
     def _warm_up(self, session: OnnxRuntimeSession, batcher: Batcher) -> None:
         try:

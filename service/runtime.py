@@ -69,17 +69,17 @@ def _spec_from_ort(node) -> TensorSpec:
     return TensorSpec(name=node.name, datatype=datatype, shape=shape)
 
 
-def _check_declared(kind: str, declared: list[TensorSpec], actual: list[TensorSpec]) -> None:
+def _check_declared(kind: str, declared: list[TensorSpec], actual: list[TensorSpec], source: str = "manifest") -> None:
     """The manifest may omit tensors, but what it declares must match the graph."""
     by_name = {spec.name: spec for spec in actual}
     for spec in declared:
         real = by_name.get(spec.name)
         if real is None:
-            raise ModelLoadError(f"manifest {kind} {spec.name!r} is not in the graph (graph has {sorted(by_name)})")
+            raise ModelLoadError(f"{source} {kind} {spec.name!r} is not in the graph (graph has {sorted(by_name)})")
         if spec.datatype != real.datatype:
-            raise ModelLoadError(f"{kind} {spec.name!r}: manifest says {spec.datatype}, graph has {real.datatype}")
+            raise ModelLoadError(f"{kind} {spec.name!r}: {source} says {spec.datatype}, graph has {real.datatype}")
         if not real.fits(spec.shape):
-            raise ModelLoadError(f"{kind} {spec.name!r}: manifest shape {spec.shape} does not fit graph shape {real.shape}")
+            raise ModelLoadError(f"{kind} {spec.name!r}: {source} shape {spec.shape} does not fit graph shape {real.shape}")
 
 
 @dataclass
@@ -93,7 +93,10 @@ class OnnxRuntimeSession:
     provider: str
 
     @classmethod
-    def load(cls, path: Path, manifest: Manifest, settings: Settings) -> "OnnxRuntimeSession":
+    def load(cls, path: Path, manifest: Manifest, settings: Settings,
+             contract: tuple[list[TensorSpec], list[TensorSpec]] | None = None) -> "OnnxRuntimeSession":
+        """contract: the exact inputs and outputs the graph must have (a generation graph's I/O), instead of
+        checking what the manifest declares."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = settings.intra_op_threads
@@ -108,8 +111,15 @@ class OnnxRuntimeSession:
             raise ModelLoadError(f"{path}: onnxruntime could not load it: {exc}") from exc
         inputs = [_spec_from_ort(node) for node in session.get_inputs()]
         outputs = [_spec_from_ort(node) for node in session.get_outputs()]
-        _check_declared("input", manifest.inputs, inputs)
-        _check_declared("output", manifest.outputs, outputs)
+        if contract is None:
+            _check_declared("input", manifest.inputs, inputs)
+            _check_declared("output", manifest.outputs, outputs)
+        else:
+            _check_declared("input", contract[0], inputs, f"{path.name}: the generation contract's")
+            _check_declared("output", contract[1], outputs, f"{path.name}: the generation contract's")
+            extra = sorted({spec.name for spec in inputs} - {spec.name for spec in contract[0]})
+            if extra:
+                raise ModelLoadError(f"{path.name}: inputs {extra} are not part of the generation contract")
         return cls(path=path, session=session, inputs=inputs, outputs=outputs, provider=session.get_providers()[0])
 
     @property

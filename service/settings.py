@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=36_000_000, ge=1, description="Pixels one image may have, read from its header before decoding (413 beyond).")
     model_instances: int | None = Field(default=None, ge=1, le=64, description="Override every model's instance count: runs in flight at once per model, each on its own thread.")
     max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
+    generation_max_rows: int = Field(default=64, ge=8, le=4096, description="Rows (sequences; each beam or choice counts one) one generation model decodes together per step; more requests wait for room.")
+    generation_max_waiting: int = Field(default=256, ge=1, description="Generation requests (one per text or chat completion) that may wait for room per model (503 + Retry-After beyond).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
     drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

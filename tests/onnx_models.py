@@ -257,4 +257,7 @@ def build_repository(root: Path) -> Path:
                 parameters={"interval": 0.8, "horizon": 24})
     write_model(root, "tiny-prices", tiny_forecaster("closes", 60, 5), task="price-forecast",
                 parameters={"interval": 0.8, "horizon": 5})
+    from tests.generation_models import add_generation_models
+
+    add_generation_models(root)  # tiny-translate, tiny-chat (when torch is installed)
     return root

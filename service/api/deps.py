@@ -7,7 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from service.errors import ServiceUnavailable
+from service.errors import NeuroserveError, ServiceUnavailable
+from service.generation.engine import cancel_unfinished
+from service.generation.runtime import collect_with_stats
 from service.manifest import NAME_RE
 from service.repository import ModelRepository, ModelVersion
 
@@ -54,3 +56,45 @@ async def run_model(request: Request, model: ModelVersion, feeds) -> dict:
         raise ServiceUnavailable(f"model {model.name!r} did not answer within {timeout_s:g} s", retry_after_s=5) from None
     request.app.state.metrics.observe_inference(model.name, stats)
     return outputs
+
+
+class ClientClosedRequest(NeuroserveError):
+    """The client went away before its answer was ready (nginx's 499; nobody reads it, the logs do)."""
+
+    status_code = 499
+
+
+async def unless_disconnected(request: Request, pending, timeout_s: float | None = None):
+    """Await `pending` (a coroutine); if the client disconnects first, cancel it (generation frees its rows)
+    and raise ClientClosedRequest; past timeout_s, cancel it and answer 503."""
+    task = asyncio.ensure_future(pending)
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        done, _ = await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    if watcher in done:
+        raise ClientClosedRequest("the client closed the connection")
+    raise ServiceUnavailable(f"no answer within {timeout_s:g} s", retry_after_s=5)
+
+
+async def run_generation(request: Request, model: ModelVersion, jobs, events) -> list:
+    """Wait for submitted generation jobs (service.generation): each one's finish events. Bounded by the
+    request timeout; a client that disconnects gets its jobs cancelled, which frees their decode rows."""
+    try:
+        finished, _ = await unless_disconnected(request, model.track(collect_with_stats(jobs, events)),
+                                                request.app.state.settings.request_timeout_s)
+    finally:
+        cancel_unfinished(jobs)
+    return finished

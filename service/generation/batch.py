@@ -1,0 +1,116 @@
+"""The shared decode batch: every running row's key/value cache, left-padded to one length.
+
+Rows of different requests have caches of different lengths. They share a step by left-padding:
+row ``b`` holds its real tokens in the last columns, ``attention_mask[b]`` is 0 over its padding, and
+its position ids count real tokens only. After a step each row has grown by one; rows that finish are
+dropped, beams are reordered, and new rows join (padded to the common length); columns that every
+row pads are trimmed away.
+
+Without a cache (``cached=False``: the benchmark's baseline) the same graph gets the whole token
+history each step, with an empty past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def _pad_left(array: np.ndarray, axis: int, length: int) -> np.ndarray:
+    missing = length - array.shape[axis]
+    if missing == 0:
+        return array
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (missing, 0)
+    return np.pad(array, pad)
+
+
+def positions_from_mask(mask: np.ndarray) -> np.ndarray:
+    """Each token's position counting real tokens only; padding gets 0."""
+    return np.maximum(np.cumsum(mask, axis=-1) - 1, 0).astype(np.int64)
+
+
+@dataclass
+class Rows:
+    """``ids``/``mask`` [B, P]: what each row has seen (left-padded); ``past_key``/``past_value``
+    [L, B, H, P, dh] its cache (None without one); ``next_ids`` [B] the token each feeds next, at
+    ``positions`` [B]."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+    past_key: np.ndarray | None
+    past_value: np.ndarray | None
+    next_ids: np.ndarray
+    positions: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return int(self.next_ids.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[1])
+
+    @classmethod
+    def fresh(cls, next_ids: np.ndarray, cache_shape: tuple[int, int, int] | None) -> "Rows":
+        """Rows with nothing seen yet (a decoder starting from bos). cache_shape: (layers, heads, head_dim)."""
+        b = len(next_ids)
+        empty = None if cache_shape is None else np.zeros((cache_shape[0], b, cache_shape[1], 0, cache_shape[2]), np.float32)
+        return cls(np.zeros((b, 0), np.int64), np.zeros((b, 0), np.int64), empty,
+                   None if empty is None else empty.copy(), np.asarray(next_ids, np.int64), np.zeros(b, np.int64))
+
+    @classmethod
+    def concat(cls, parts: list["Rows"]) -> "Rows":
+        parts = [p for p in parts if p.size]
+        if len(parts) == 1:
+            return parts[0]
+        length = max(p.length for p in parts)
+        cached = parts[0].past_key is not None
+
+        return cls(
+            np.concatenate([_pad_left(p.ids, 1, length) for p in parts]),
+            np.concatenate([_pad_left(p.mask, 1, length) for p in parts]),
+            np.concatenate([_pad_left(p.past_key, 3, length) for p in parts], axis=1) if cached else None,
+            np.concatenate([_pad_left(p.past_value, 3, length) for p in parts], axis=1) if cached else None,
+            np.concatenate([p.next_ids for p in parts]),
+            np.concatenate([p.positions for p in parts]),
+        )
+
+    def take(self, index: np.ndarray) -> "Rows":
+        """Rows in a new order (repeats allowed: beams that branch), then trimmed."""
+        cached = self.past_key is not None
+        rows = Rows(self.ids[index], self.mask[index],
+                    np.take(self.past_key, index, axis=1) if cached else None,
+                    np.take(self.past_value, index, axis=1) if cached else None,
+                    self.next_ids[index], self.positions[index])
+        return rows.trimmed()
+
+    def trimmed(self) -> "Rows":
+        """Drop the leading columns that are padding in every row."""
+        if not self.length or self.mask[:, 0].any():
+            return self
+        used = self.mask.any(axis=0)
+        first = int(used.argmax()) if used.any() else self.length
+        cached = self.past_key is not None
+        return Rows(self.ids[:, first:], self.mask[:, first:],
+                    self.past_key[:, :, :, first:] if cached else None,
+                    self.past_value[:, :, :, first:] if cached else None, self.next_ids, self.positions)
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        """Decoder inputs for one step of every row."""
+        mask = np.concatenate([self.mask, np.ones((self.size, 1), np.int64)], axis=1)
+        if self.past_key is not None:
+            return {"input_ids": self.next_ids[:, None], "position_ids": self.positions[:, None], "attention_mask": mask,
+                    "past_key": self.past_key, "past_value": self.past_value}
+        # no cache: the whole history again (the caller adds the empty past)
+        ids = np.concatenate([self.ids, self.next_ids[:, None]], axis=1)
+        return {"input_ids": ids, "position_ids": positions_from_mask(mask), "attention_mask": mask}
+
+    def advanced(self, present_key: np.ndarray | None, present_value: np.ndarray | None) -> "Rows":
+        """After a step: each row has seen its next token (the caller then picks the rows' new next tokens)."""
+        cached = self.past_key is not None
+        return Rows(np.concatenate([self.ids, self.next_ids[:, None]], axis=1),
+                    np.concatenate([self.mask, np.ones((self.size, 1), np.int64)], axis=1),
+                    present_key if cached else None, present_value if cached else None,
+                    self.next_ids, self.positions + 1)
