@@ -82,12 +82,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.draining = False
 
-    def error(request: Request, status: int, message: str, headers=None, param: str | None = None) -> JSONBytes:
-        return JSONBytes(error_body(request.url.path, status, message, param), status_code=status, headers=headers)
+    def error(request: Request, status: int, message: str, headers=None, param: str | None = None,
+              code: str | None = None) -> JSONBytes:
+        return JSONBytes(error_body(request.url.path, status, message, param, code), status_code=status, headers=headers)
 
     @app.exception_handler(NeuroserveError)
     async def _neuroserve_error(request: Request, exc: NeuroserveError):
-        return error(request, exc.status_code, exc.message, exc.headers, exc.param)
+        return error(request, exc.status_code, exc.message, exc.headers, exc.param, exc.code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):

@@ -6,11 +6,13 @@ from __future__ import annotations
 class NeuroserveError(Exception):
     status_code = 500
 
-    def __init__(self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None):
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None, param: str | None = None,
+                 code: str | None = None):
         super().__init__(message)
         self.message = message
         self.headers = headers or {}
         self.param = param  # the offending request field, where one is to blame
+        self.code = code  # a machine-readable reason (OpenAI-compatible routes show it)
 
 
 class BadRequest(NeuroserveError):

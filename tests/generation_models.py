@@ -30,9 +30,9 @@ CHAT_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>", "
 ROLE_IDS = {"user": 4, "assistant": 5, "system": 6}
 
 
-def train_tokenizer(texts: list[str], specials: list[str], vocab_size: int, source_eos: bool = False):
+def train_tokenizer(texts: list[str], specials: list[str], vocab_size: int):
     """BPE with the real tokenizers' pipeline: NFKC, Metaspace pre-tokenizer and decoder."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.normalizer = normalizers.NFKC()
@@ -40,8 +40,6 @@ def train_tokenizer(texts: list[str], specials: list[str], vocab_size: int, sour
     tokenizer.decoder = decoders.Metaspace()
     tokenizer.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                              show_progress=False))
-    if source_eos:  # a source sentence ends with </s>, as the real translator's tokenizer may do
-        tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 2)])
     return tokenizer
 
 
@@ -95,10 +93,10 @@ def build_translator(root: Path, name: str = "tiny-translate", steps: int = 150,
     from training.nets.transformer import Seq2SeqTransformer
 
     torch.manual_seed(0)
-    tokenizer = train_tokenizer([t for pair in TRANSLATIONS for t in pair], CHAT_SPECIALS[:4], 120, source_eos=True)
+    tokenizer = train_tokenizer([t for pair in TRANSLATIONS for t in pair], CHAT_SPECIALS[:4], 120)
     config = _config(tokenizer.get_vocab_size(), 64)
     model = Seq2SeqTransformer(config)
-    src = _padded([tokenizer.encode(s).ids for s, _ in TRANSLATIONS])
+    src = _padded([tokenizer.encode(s, add_special_tokens=False).ids + [2] for s, _ in TRANSLATIONS])  # source + eos
     targets = [tokenizer.encode(t, add_special_tokens=False).ids for _, t in TRANSLATIONS]
     tgt_in = _padded([[1] + t for t in targets])
     labels = _padded([t + [2] for t in targets])

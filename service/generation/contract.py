@@ -66,7 +66,8 @@ class _Params(BaseModel):
 class TranslationParams(_Params):
     source_language: str = Field(min_length=1)
     target_language: str = Field(min_length=1)
-    max_input_tokens: int = Field(default=128, ge=1)
+    max_input_tokens: int = Field(default=128, ge=2, description="source tokens, its eos included")
+    source_eos: bool = Field(default=True, description="the source ends with eos (as training encodes it)")
     max_new_tokens: int = Field(default=160, ge=1)
     default_beam_size: int = Field(default=4, ge=1)
     max_beam_size: int = Field(default=8, ge=1)

@@ -64,7 +64,7 @@ class GenerationRuntime:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def token_counts(self, texts: list[str]) -> list[list[int]]:
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def default_jobs(self, texts: list[str], events) -> list[Job]:
@@ -81,6 +81,12 @@ class GenerationRuntime:
     def check_shapes(self) -> None:
         """One step on a single token: the outputs must have the manifest's layers, heads, head_dim, vocabulary."""
         p = self.params
+        decoder = self.graphs["decoder"]
+        declared = {spec.name: spec.shape for spec in decoder.inputs + decoder.outputs}
+        for name, shape in (("past_key", [p.layers, -1, p.heads, -1, p.head_dim]), ("logits", [-1, p.vocab_size])):
+            if any(have not in (-1, want) for have, want in zip(declared[name], shape)):
+                raise ModelLoadError(f"decoder {name!r} has shape {declared[name]}; the manifest's parameters "
+                                     f"(layers, heads, head_dim, vocab_size) say {shape}")
         past = np.zeros((p.layers, 1, p.heads, 0, p.head_dim), np.float32)
         feeds = {"input_ids": np.array([[p.bos_id]], np.int64), "position_ids": np.zeros((1, 1), np.int64),
                  "attention_mask": np.ones((1, 1), np.int64), "past_key": past, "past_value": past}
@@ -102,24 +108,25 @@ class Translator(GenerationRuntime):
         return self.params.source_language, self.params.target_language
 
     def source_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each source (the tokenizer's post-processor adds any special tokens the model was trained with)."""
-        encoded = [e.ids for e in self.tokenizer.encode_batch(texts)]
+        """Token ids of each source, ending with eos when the model was trained so (parameter source_eos)."""
+        end = [self.params.eos_id] if self.params.source_eos else []
+        encoded = [ids + end for ids in self.token_ids(texts)]
         for i, ids in enumerate(encoded):
-            if not ids:
-                raise Unprocessable(f"texts[{i}] has no tokens")
+            if len(ids) == len(end):
+                raise Unprocessable(f"texts[{i}] has no tokens", param=f"texts.{i}")
             if len(ids) > self.params.max_input_tokens:
                 raise Unprocessable(f"texts[{i}] is {len(ids)} tokens long; this model takes at most "
-                                    f"{self.params.max_input_tokens}")
+                                    f"{self.params.max_input_tokens}", param=f"texts.{i}")
         return encoded
 
     def settings_for(self, beam_size: int | None, max_tokens: int | None, length_penalty: float | None) -> tuple[int, int, float]:
         p = self.params
         beam = p.default_beam_size if beam_size is None else beam_size
         if beam > p.max_beam_size:
-            raise Unprocessable(f"beam_size {beam} exceeds this model's maximum of {p.max_beam_size}")
+            raise Unprocessable(f"beam_size {beam} exceeds this model's maximum of {p.max_beam_size}", param="beam_size")
         new = p.max_new_tokens if max_tokens is None else max_tokens
         if new > p.max_new_tokens:
-            raise Unprocessable(f"max_tokens {new} exceeds this model's maximum of {p.max_new_tokens}")
+            raise Unprocessable(f"max_tokens {new} exceeds this model's maximum of {p.max_new_tokens}", param="max_tokens")
         return beam, new, p.length_penalty if length_penalty is None else length_penalty
 
     def job(self, source: list[int], sink, *, beam_size: int, max_new_tokens: int, length_penalty: float) -> Job:
@@ -155,17 +162,20 @@ class ChatModel(GenerationRuntime):
         system role), user, assistant."""
         p = self.params
         if max_tokens > p.max_new_tokens:
-            raise Unprocessable(f"max_tokens {max_tokens} exceeds this model's maximum of {p.max_new_tokens}")
+            raise Unprocessable(f"max_tokens {max_tokens} exceeds this model's maximum of {p.max_new_tokens}",
+                                param="max_tokens")
         kept = []
         for i, (role, content) in enumerate(messages):
             role = CHAT_ROLES.get(role, role)
             if role not in CHAT_ROLES.values():
-                raise Unprocessable(f"messages[{i}]: role {role!r} is not supported (system, developer, user, assistant)")
+                raise Unprocessable(f"messages[{i}]: role {role!r} is not supported (system, developer, user, assistant)",
+                                    param=f"messages.{i}.role")
             if role != "system" or "system" in p.role_ids:
                 kept.append((role, content))
         if not kept:
-            raise Unprocessable("messages: nothing to answer (only system messages, and this model has no system role)")
-        ids = self.token_counts([content for _, content in kept])
+            raise Unprocessable("messages: nothing to answer (only system messages, and this model has no system role)",
+                                param="messages")
+        ids = self.token_ids([content for _, content in kept])
         turns = [(role, [p.role_ids[role], *tokens, p.eos_id]) for (role, _), tokens in zip(kept, ids)]
         budget = p.max_context_tokens - max_tokens - 2  # bos and the assistant role
         systems = [t for t in turns if t[0] == "system"]
@@ -183,7 +193,8 @@ class ChatModel(GenerationRuntime):
         if size() > budget or not dialogue:
             last = len(dialogue[-1][1]) if dialogue else 0
             raise Unprocessable(f"the last message is {last} tokens; with max_tokens {max_tokens} this model has room "
-                                f"for {budget} prompt tokens (context {p.max_context_tokens})")
+                                f"for {budget} prompt tokens (context {p.max_context_tokens})", param="messages",
+                                code="context_length_exceeded")
         while dropped and len(dialogue) > 1 and dialogue[0][0] != "user":
             dialogue.pop(0)  # a truncated conversation starts with a user turn
         order = {id(t): i for i, t in enumerate(turns)}
