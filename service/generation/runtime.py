@@ -72,11 +72,14 @@ class GenerationRuntime:
         raise NotImplementedError
 
     def warm_up(self, runs: int) -> None:
-        """Run a few tiny requests through the engine (graphs, padding, cache reuse)."""
-        samples = ["a", "warm up the model"]
+        """Run two tiny requests of different lengths through the engine (graphs, padding, cache reuse)."""
+        word = min(7, self.params.vocab_size - 1)  # an ordinary token
         for _ in range(runs):
             events = BlockingEvents()
-            collect_blocking(self.engine, events, self.default_jobs(samples, events, max_new_tokens=3), timeout_s=120)
+            collect_blocking(self.engine, events, self.warm_up_jobs([[word], [word] * 5], events), timeout_s=120)
+
+    def warm_up_jobs(self, token_lists: list[list[int]], events) -> list[Job]:
+        raise NotImplementedError
 
     def check_shapes(self) -> None:
         """One step on a single token: the outputs must have the manifest's layers, heads, head_dim, vocabulary."""
@@ -145,8 +148,13 @@ class Translator(GenerationRuntime):
         return [self.job(ids, events.sink(i), beam_size=beam, max_new_tokens=new, length_penalty=alpha)
                 for i, ids in enumerate(self.source_ids(texts))]
 
-    def default_jobs(self, texts: list[str], events, max_new_tokens: int | None = None) -> list[Job]:
-        return self.jobs(texts, events, max_new_tokens=max_new_tokens)
+    def default_jobs(self, texts: list[str], events) -> list[Job]:
+        return self.jobs(texts, events)
+
+    def warm_up_jobs(self, token_lists: list[list[int]], events) -> list[Job]:
+        beam, _, alpha = self.settings_for(None, None, None)
+        return [self.job(ids + [self.params.eos_id], events.sink(i), beam_size=beam, max_new_tokens=3, length_penalty=alpha)
+                for i, ids in enumerate(token_lists)]
 
 
 class ChatModel(GenerationRuntime):
@@ -213,11 +221,16 @@ class ChatModel(GenerationRuntime):
         return Sampling(p.temperature if temperature is None else temperature, p.top_k if top_k is None else top_k,
                         p.top_p if top_p is None else top_p)
 
-    def default_jobs(self, texts: list[str], events, max_new_tokens: int | None = None) -> list[Job]:
+    def default_jobs(self, texts: list[str], events) -> list[Job]:
         """Greedy replies to one user message each (deterministic, as an inference protocol should be)."""
-        new = max_new_tokens or self.params.max_new_tokens
+        new = self.params.max_new_tokens
         return [self.job(self.prompt([("user", text)], new), events.sink(i), max_new_tokens=new, sampling=Sampling())
                 for i, text in enumerate(texts)]
+
+    def warm_up_jobs(self, token_lists: list[list[int]], events) -> list[Job]:
+        p = self.params
+        return [self.job([p.bos_id, p.role_ids["user"], *ids, p.eos_id, p.role_ids["assistant"]], events.sink(i),
+                         max_new_tokens=3, sampling=self.sampling(None, None, None)) for i, ids in enumerate(token_lists)]
 
 
 RUNTIMES: dict[str, type[GenerationRuntime]] = {TRANSLATION_TASK: Translator, CHAT_TASK: ChatModel}

@@ -160,3 +160,54 @@ def test_unreachable_server_is_a_connection_error():
             ns.models()
     assert isinstance(failed.value, ConnectionError) and failed.value.status is None
     assert not isinstance(failed.value, ServiceUnavailableError)
+
+
+@pytest.fixture
+def generation(server, repo_dir):
+    if not (repo_dir / "tiny-chat").is_dir():
+        pytest.skip("the tiny generation models need torch (the train extra) to be built")
+    return server
+
+
+def test_translate_against_the_real_server(api, generation):
+    from client.results import Translation
+
+    result = api("translate", ["good morning", "thank you"], source="en", target="de", beam_size=2)
+    assert isinstance(result, Translation) and result.model == "tiny-translate" and result.version == "1"
+    assert result.translations == ["guten morgen", "danke schön"]
+    assert api("translate", "good night", model="tiny-translate").translations == ["gute nacht"]  # one plain string
+    with pytest.raises(BadRequestError) as unsupported:
+        api("translate", ["hi"], target="fr")
+    assert unsupported.value.status == 422 and "no translation model for en->fr" in unsupported.value.message
+
+
+def test_chat_against_the_real_server(api, generation):
+    from client.results import ChatCompletion
+
+    reply = api("chat", "hi", temperature=0)
+    assert isinstance(reply, ChatCompletion) and reply.model == "tiny-chat"
+    assert reply.content == "hello there" and reply.finish_reason == "stop" and reply.usage["completion_tokens"] == 3
+    history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"},
+               {"role": "user", "content": "bye"}]
+    assert api("chat", history, model="tiny-chat", temperature=0, max_tokens=10).content == "goodbye friend"
+    story = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "tell me a story"}]
+    assert api("chat", story, temperature=0, stop=["time"]).content == "once upon a "
+    with pytest.raises(NotFoundError) as unknown:
+        api("chat", "hi", model="gpt-4o")  # the server answers in OpenAI's error shape; the SDK reads it
+    assert unknown.value.status == 404 and "unknown model 'gpt-4o'" in unknown.value.message
+
+
+def test_chat_stream_against_the_real_server_sync_and_async(generation):
+    import asyncio
+
+    from client import AsyncNeuroserveClient
+
+    with NeuroserveClient(generation.url, timeout=30) as ns:
+        deltas = list(ns.chat("how are you", stream=True, temperature=0))
+    assert "".join(deltas) == "i am fine thanks" and len(deltas) >= 2
+
+    async def stream():
+        async with AsyncNeuroserveClient(generation.url, timeout=30) as ns:
+            return [d async for d in ns.chat("what is your name", stream=True, temperature=0)]
+
+    assert "".join(asyncio.run(stream())) == "my name is tiny"
