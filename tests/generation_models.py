@@ -85,7 +85,8 @@ def _write(folder: Path, manifest: dict, tokenizer) -> None:
     tokenizer.save(str(folder / "tokenizer.json"))
 
 
-def build_translator(root: Path, name: str = "tiny-translate", steps: int = 150, max_new_tokens: int = 24) -> Path:
+def build_translator(root: Path, name: str = "tiny-translate", steps: int = 150, max_new_tokens: int = 24,
+                     max_input_tokens: int = 32, max_positions: int = 64) -> Path:
     import torch
     import torch.nn.functional as F
 
@@ -94,7 +95,7 @@ def build_translator(root: Path, name: str = "tiny-translate", steps: int = 150,
 
     torch.manual_seed(0)
     tokenizer = train_tokenizer([t for pair in TRANSLATIONS for t in pair], CHAT_SPECIALS[:4], 120)
-    config = _config(tokenizer.get_vocab_size(), 64)
+    config = _config(tokenizer.get_vocab_size(), max_positions)
     model = Seq2SeqTransformer(config)
     src = _padded([tokenizer.encode(s, add_special_tokens=False).ids + [2] for s, _ in TRANSLATIONS])  # source + eos
     targets = [tokenizer.encode(t, add_special_tokens=False).ids for _, t in TRANSLATIONS]
@@ -114,7 +115,7 @@ def build_translator(root: Path, name: str = "tiny-translate", steps: int = 150,
         "tokenizer": "tokenizer.json", "graphs": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"},
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
-        "parameters": _params(config, source_language="en", target_language="de", max_input_tokens=32,
+        "parameters": _params(config, source_language="en", target_language="de", max_input_tokens=max_input_tokens,
                               max_new_tokens=max_new_tokens, default_beam_size=3, max_beam_size=8, length_penalty=0.6),
     }, tokenizer)
     return folder
@@ -127,7 +128,7 @@ def dialogue_ids(tokenizer, dialogue: list[tuple[str, str]]) -> list[int]:
     return ids
 
 
-def build_chat(root: Path, name: str = "tiny-chat", steps: int = 150, max_new_tokens: int = 32,
+def build_chat(root: Path, name: str = "tiny-chat", steps: int = 150, max_new_tokens: int = 64,
                max_context_tokens: int = 128, d_model: int = 32, layers: int = 2, train: bool = True,
                silence_eos: bool = False) -> Path:
     """silence_eos: zero the end-of-turn embedding of an untrained model, so greedy replies never end

@@ -150,7 +150,7 @@ def test_long_conversations_lose_their_oldest_turns(client):
     ({"messages": []}, 422, "messages", "at least 1"),
     ({"messages": user("hi"), "temperature": 3}, 422, "temperature", "less than or equal to 2"),
     ({"messages": user("hi"), "n": 9}, 422, "n", "less than or equal to 8"),
-    ({"messages": user("hi"), "max_tokens": 33}, 422, "max_tokens", "exceeds this model's maximum of 32"),
+    ({"messages": user("hi"), "max_tokens": 65}, 422, "max_tokens", "exceeds this model's maximum of 64"),
     ({"messages": user("hi"), "stop": ["a", "b", "c", "d", "e"]}, 422, "stop", "at most 4"),
     ({"messages": [{"role": "tool", "content": "x"}]}, 422, "messages.0.role", "role 'tool' is not supported"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 422, "messages.0.content", "only text parts"),
