@@ -60,6 +60,7 @@ def test_translation_options_and_the_model_choice(client):
     ({"texts": ["hi"], "beam_size": "4"}, 422, "beam_size"),
     ({"texts": ["hi"], "max_tokens": 25}, 422, "max_tokens 25 exceeds this model's maximum of 24"),
     ({"texts": ["good morning " * 40]}, 422, "tokens long; this model takes at most 32"),
+    ({"texts": ["good morning " * 150] * 32}, 422, "tokens long"),  # tokenized on a thread (much text)
     ({"texts": ["x" * 2001]}, 422, "texts.0"),
     ({"texts": ["hi"] * 33}, 422, "texts"),
     ({"texts": ["  "]}, 422, "blank"),
@@ -88,6 +89,7 @@ def test_open_inference_protocol_face_of_the_generation_models(client):
     assert infer("tiny-chat", ["what is your name"]).json()["outputs"][0]["data"] == ["my name is tiny"]
     assert infer("tiny-chat", [" "]).status_code == 400
     assert "tokens long" in infer("tiny-translate", ["good morning " * 40]).json()["error"]
+    assert "has room for" in infer("tiny-chat", ["hi " * 9000]).json()["error"]  # tokenized on a thread
     meta = client.get("/v2/models/tiny-translate").json()
     assert meta["inputs"] == [{"name": "text", "datatype": "BYTES", "shape": [-1]}] and meta["parameters"]["task"] == "translation"
     assert client.get("/v2/models/tiny-translate/stats").json()["model_stats"][0]["inference_count"] >= 1

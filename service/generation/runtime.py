@@ -26,6 +26,13 @@ from service.runtime import OnnxRuntimeSession
 from service.settings import Settings
 
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# Tokenizing more text than this inline would hold the event loop noticeably: a thread does it then.
+INLINE_CHARS = 20_000
+
+
+async def off_loop(prepare, chars: int):
+    """prepare() (tokenizing, building jobs) inline for short texts, on a thread for long ones."""
+    return await asyncio.to_thread(prepare) if chars > INLINE_CHARS else prepare()
 
 
 class GenerationRuntime:
@@ -318,23 +325,24 @@ class EngineBatcher:
     def submit(self, feeds: dict[str, np.ndarray], rows: int) -> asyncio.Future:
         if self.batching and rows > self.max_batch_size:
             raise BadRequest(f"batch size {rows} exceeds the model's max_batch_size {self.max_batch_size}")
+        self.check_capacity()
         texts = [str(v) for v in feeds["text"].reshape(-1)]
         for i, text in enumerate(texts):
             if not text.strip():
                 raise BadRequest(f"input 'text' element {i} is blank")
+        return asyncio.ensure_future(self._outputs(texts, feeds["text"].shape))
+
+    async def _outputs(self, texts: list[str], shape) -> tuple[dict[str, np.ndarray], BatchStats]:
         events = AsyncEvents()
         try:
-            jobs = self.runtime.default_jobs(texts, events)
+            jobs = await off_loop(lambda: self.runtime.default_jobs(texts, events), sum(map(len, texts)))
         except Unprocessable as exc:
             raise BadRequest(exc.message) from None
         self.runtime.engine.submit(*jobs)
-        return asyncio.ensure_future(self._outputs(jobs, events, feeds["text"].shape))
-
-    async def _outputs(self, jobs: list[Job], events: AsyncEvents, shape) -> tuple[dict[str, np.ndarray], BatchStats]:
         finished, stats = await collect_with_stats(jobs, events)
-        texts = np.empty(len(jobs), dtype=object)
-        texts[:] = [found[0].text for found in finished]
-        return {"text": texts.reshape(shape)}, stats
+        outputs = np.empty(len(jobs), dtype=object)
+        outputs[:] = [found[0].text for found in finished]
+        return {"text": outputs.reshape(shape)}, stats
 
     async def close(self, timeout_s: float = 30.0) -> None:
         await asyncio.to_thread(self.runtime.close, timeout_s)

@@ -7,7 +7,6 @@ shape too ({"error": {"message", "type", "param", "code"}}, see service.errors.e
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from typing import Annotated, AsyncIterator, Literal
@@ -21,11 +20,10 @@ from service.api.deps import RepositoryDep, error_responses, mark_model, run_gen
 from service.errors import ModelLoadError, NeuroserveError, Unprocessable, error_body
 from service.generation.contract import CHAT_TASK
 from service.generation.engine import AsyncEvents, Job, cancel_unfinished
-from service.generation.runtime import ChatModel
+from service.generation.runtime import ChatModel, off_loop
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
-from service.tasks.text import INLINE_CHARS
 
 MAX_MESSAGES = 256
 MAX_PROMPT_CHARS = 200_000
@@ -215,10 +213,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, repo: 
     max_tokens = body.max_completion_tokens or body.max_tokens or runtime.params.max_new_tokens
     messages = _conversation(body)
     events = AsyncEvents()
-    if sum(len(text) for _, text in messages) > INLINE_CHARS:  # tokenizing much text would hold the event loop
-        job = await asyncio.to_thread(_job, runtime, body, messages, events, max_tokens)
-    else:
-        job = _job(runtime, body, messages, events, max_tokens)
+    job = await off_loop(lambda: _job(runtime, body, messages, events, max_tokens), sum(len(text) for _, text in messages))
     runtime.engine.submit(job)
     reply = _Reply(model, len(job.tokens))
     if body.stream:

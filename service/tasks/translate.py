@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -12,11 +11,10 @@ from service.api.deps import RepositoryDep, error_responses, mark_model, run_gen
 from service.errors import ModelLoadError, Unprocessable
 from service.generation.contract import TRANSLATION_TASK
 from service.generation.engine import AsyncEvents
-from service.generation.runtime import Translator
+from service.generation.runtime import Translator, off_loop
 from service.repository import ModelRepository, ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
-from service.tasks.text import INLINE_CHARS
 
 MAX_TEXTS = 32
 MAX_TEXT_CHARS = 2000
@@ -91,9 +89,8 @@ async def translate(body: TranslateRequest, request: Request, repo: RepositoryDe
     mark_model(request, model)
     runtime: Translator = model.session
     events = AsyncEvents()
-    args = (body.texts, events, body.beam_size, body.max_tokens, body.length_penalty)
-    # tokenizing a lot of text would hold the event loop: use a thread then
-    jobs = await asyncio.to_thread(runtime.jobs, *args) if sum(map(len, body.texts)) > INLINE_CHARS else runtime.jobs(*args)
+    jobs = await off_loop(lambda: runtime.jobs(body.texts, events, body.beam_size, body.max_tokens, body.length_penalty),
+                          sum(map(len, body.texts)))
     runtime.engine.submit(*jobs)
     finished = await run_generation(request, model, jobs, events)
     return JSONBytes({"model": model.name, "version": model.version, "translations": [f[0].text for f in finished]})
