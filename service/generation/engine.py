@@ -114,7 +114,6 @@ class Engine:
         self._abort = False
         self._thread = threading.Thread(target=self._loop, name=f"decode-{name}", daemon=True)
         self.steps = 0  # decode steps run (tests, benchmark)
-        self.max_step_rows = 0
 
     # ----- the public side (any thread) -----
     def start(self) -> "Engine":
@@ -306,7 +305,6 @@ class Engine:
             feeds.update(self._cross_feeds())
         out = self.decoder(feeds)
         self.steps += 1
-        self.max_step_rows = max(self.max_step_rows, rows.size)
         if self.metrics:
             self.metrics.tokens.inc(rows.size)
             self.metrics.step_rows.observe(rows.size)
