@@ -77,4 +77,6 @@ def error_body(path: str, status: int, message: str, param: str | None = None, c
     if not path.startswith(OPENAI_PREFIXES):
         return {"error": message}
     kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    if code is None and status == 404:
+        code = "model_not_found"  # the only thing such a route can fail to find
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}

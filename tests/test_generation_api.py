@@ -165,8 +165,7 @@ def test_chat_errors_in_openai_shape(client, body, status, param, fragment):
     assert set(error) == {"message", "type", "param", "code"} and fragment in error["message"], error
     assert error["param"] == param
     assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
-    if "has room for" in fragment:
-        assert error["code"] == "context_length_exceeded"
+    assert error["code"] == {404: "model_not_found"}.get(status, "context_length_exceeded" if "room" in fragment else None)
 
 
 def test_malformed_json_on_the_chat_route_is_400_in_openai_shape(client):
