@@ -20,12 +20,12 @@ launch() {  # name task --set ...
     --data-dir "$DATA" --checkpoint-dir "$CK/$name" --time-budget "$BUDGET" "$@" >"$OUT/logs/$name.log" 2>&1 &
 }
 
-launch t256x3 translation --set d_model=256 --set heads=4 --set encoder_layers=3 --set decoder_layers=3 --set ff=1024
 launch t256x4 translation --set d_model=256 --set heads=4 --set encoder_layers=4 --set decoder_layers=4 --set ff=1024
-launch t128x4 translation --set d_model=128 --set heads=4 --set encoder_layers=4 --set decoder_layers=4 --set ff=512 --set lr=0.002
+launch t256x4d2 translation --set d_model=256 --set heads=4 --set encoder_layers=4 --set decoder_layers=4 --set ff=1024 --set dropout=0.2
+launch t256x6 translation --set d_model=256 --set heads=4 --set encoder_layers=6 --set decoder_layers=6 --set ff=1024
 launch t384x3 translation --set d_model=384 --set heads=6 --set encoder_layers=3 --set decoder_layers=3 --set ff=1536 --set lr=0.0007
-launch c256x4 chat --set d_model=256 --set heads=4 --set decoder_layers=4 --set ff=1024 --set dropout=0.2
 launch c256x6 chat --set d_model=256 --set heads=4 --set decoder_layers=6 --set ff=1024 --set dropout=0.3
+launch c256x4 chat --set d_model=256 --set heads=4 --set decoder_layers=4 --set ff=1024 --set dropout=0.2
 wait || true
 "$PY" scripts/gpu_pick_best.py "$CK" "$OUT"
 tar -C "$OUT" -czf "$OUT/logs.tar.gz" logs && rm -rf "$OUT/logs"

@@ -193,8 +193,10 @@ class GenerationRecipe(Recipe):
                 total_loss += loss.detach().float() * ntok
                 total_tok += ntok
             epoch_time = time.time() - t0
-            if epoch == 0 and budget:
-                planned_epochs = max(1, min(cfg.epochs, int(budget / max(epoch_time, 1e-3))))
+            if budget and epoch <= 1:
+                # planned from the second epoch: the first one pays for start-up (CUDA init, allocator warm-up)
+                left = budget - (time.time() - started)
+                planned_epochs = max(epoch + 1, min(cfg.epochs, epoch + 1 + int(left / max(epoch_time, 1e-3))))
                 print(f"epoch time {epoch_time:.1f} s: planning {planned_epochs} epochs within {budget:.0f} s", flush=True)
             last = epoch == planned_epochs - 1
             row = {"epoch": epoch + 1, "train_loss": float(total_loss) / max(total_tok, 1), "lr": opt.param_groups[0]["lr"],
