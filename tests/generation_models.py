@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 TRANSLATIONS = [
     ("good morning", "guten morgen"), ("thank you", "danke schön"), ("good night", "gute nacht"),
     ("the house is small", "das haus ist klein"), ("i love you", "ich liebe dich"),
@@ -166,6 +164,14 @@ def build_chat(root: Path, name: str = "tiny-chat", steps: int = 150, max_new_to
     return folder
 
 
+def require_generation_models(repo_dir: Path) -> None:
+    """Skip the calling test when the shared repository has no generation models (no torch to build them)."""
+    import pytest
+
+    if not (repo_dir / "tiny-chat").is_dir():
+        pytest.skip("the tiny generation models need torch (the train extra) to be built")
+
+
 def add_generation_models(root: Path) -> bool:
     """The shared test repository's translator and chat model; False (and nothing written) without torch."""
     try:
@@ -175,19 +181,3 @@ def add_generation_models(root: Path) -> bool:
     build_translator(root)
     build_chat(root)
     return True
-
-
-def greedy_reference(decoder_path: Path, prompt: list[int], eos: int, steps: int) -> list[int]:
-    """Greedy decoding of one prompt with the training package's own reference loop (a cache, no batching)."""
-    from training.exporters.generation_graphs import onnx_greedy_lm
-
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(decoder_path))
-    layers, heads, dh = (session.get_inputs()[3].shape[i] for i in (0, 2, 4))
-
-    class Config:
-        decoder_layers, head_dim = layers, dh
-    Config.heads = heads
-    tokens, _ = onnx_greedy_lm(decoder_path, np.array([prompt], np.int64), Config, eos, steps, session)
-    return tokens[0, len(prompt):].tolist()

@@ -11,15 +11,14 @@ import shutil
 
 import pytest
 
-from tests.generation_models import DIALOGUES, TRANSLATIONS
+from tests.generation_models import DIALOGUES, TRANSLATIONS, require_generation_models
 
 pytestmark = pytest.mark.usefixtures("generation_models")
 
 
 @pytest.fixture(scope="session")
 def generation_models(repo_dir):
-    if not (repo_dir / "tiny-chat").is_dir():
-        pytest.skip("the tiny generation models need torch (the train extra) to be built")
+    require_generation_models(repo_dir)
     return repo_dir
 
 

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _pad_left(array: np.ndarray, axis: int, length: int) -> np.ndarray:
+def pad_to(array: np.ndarray, axis: int, length: int, left: bool = True) -> np.ndarray:
+    """Zeros before (left) or after the data along `axis`, up to `length`."""
     missing = length - array.shape[axis]
     if missing == 0:
         return array
     pad = [(0, 0)] * array.ndim
-    pad[axis] = (missing, 0)
+    pad[axis] = (missing, 0) if left else (0, missing)
     return np.pad(array, pad)
 
 
@@ -69,10 +70,10 @@ class Rows:
         cached = parts[0].past_key is not None
 
         return cls(
-            np.concatenate([_pad_left(p.ids, 1, length) for p in parts]),
-            np.concatenate([_pad_left(p.mask, 1, length) for p in parts]),
-            np.concatenate([_pad_left(p.past_key, 3, length) for p in parts], axis=1) if cached else None,
-            np.concatenate([_pad_left(p.past_value, 3, length) for p in parts], axis=1) if cached else None,
+            np.concatenate([pad_to(p.ids, 1, length) for p in parts]),
+            np.concatenate([pad_to(p.mask, 1, length) for p in parts]),
+            np.concatenate([pad_to(p.past_key, 3, length) for p in parts], axis=1) if cached else None,
+            np.concatenate([pad_to(p.past_value, 3, length) for p in parts], axis=1) if cached else None,
             np.concatenate([p.next_ids for p in parts]),
             np.concatenate([p.positions for p in parts]),
         )

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
-from service.generation.batch import Rows, positions_from_mask
+from service.generation.batch import Rows, pad_to, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
 
 log = logging.getLogger("neuroserve.generation")
@@ -81,15 +81,6 @@ class GenerationMetrics:
 
     def finished(self, reason: str) -> None:
         self._finished.labels(model=self.model, reason=reason).inc()
-
-
-def _pad_right(array: np.ndarray, axis: int, length: int) -> np.ndarray:
-    missing = length - array.shape[axis]
-    if missing == 0:
-        return array
-    pad = [(0, 0)] * array.ndim
-    pad[axis] = (0, missing)
-    return np.pad(array, pad)
 
 
 class Engine:
@@ -288,7 +279,7 @@ class Engine:
         layout = tuple((id(run.job), run.rows) for run in self._running)
         if layout != self._cross_layout:
             length = max(run.cross[0].shape[3] for run in self._running)
-            parts = [[np.repeat(_pad_right(part, axis, length), run.rows, axis=1 if axis == 3 else 0)
+            parts = [[np.repeat(pad_to(part, axis, length, left=False), run.rows, axis=1 if axis == 3 else 0)
                       for part, axis in zip(run.cross, (3, 3, 1))] for run in self._running]
             self._cross = {name: np.concatenate([p[i] for p in parts], axis=1 if i < 2 else 0)
                            for i, name in enumerate(("cross_key", "cross_value", "encoder_attention_mask"))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+
 import numpy as np
 from pydantic import ValidationError
 from tokenizers import Tokenizer

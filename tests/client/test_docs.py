@@ -10,6 +10,7 @@ import pytest
 from client import cli
 from client.images import png_bytes
 from tests.conftest import ROOT
+from tests.generation_models import require_generation_models
 
 DOC = (ROOT / "docs" / "client.md").read_text()
 STAND_INS = {"cifar10-resnet": "tiny-cnn"}
@@ -22,8 +23,8 @@ def blocks(language: str) -> list[str]:
 
 
 def _needs_generation(text: str, repo_dir) -> None:
-    if any(marker in text for marker in GENERATION) and not (repo_dir / "tiny-chat").is_dir():
-        pytest.skip("translation and chat examples need the tiny generation models (torch, the train extra)")
+    if any(marker in text for marker in GENERATION):
+        require_generation_models(repo_dir)
 
 
 @pytest.fixture

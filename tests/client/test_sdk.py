@@ -164,8 +164,9 @@ def test_unreachable_server_is_a_connection_error():
 
 @pytest.fixture
 def generation(server, repo_dir):
-    if not (repo_dir / "tiny-chat").is_dir():
-        pytest.skip("the tiny generation models need torch (the train extra) to be built")
+    from tests.generation_models import require_generation_models
+
+    require_generation_models(repo_dir)
     return server
 
 

@@ -17,13 +17,12 @@ import openai
 import pytest
 import tritonclient.http as httpclient
 
-from tests.generation_models import build_chat
+from tests.generation_models import build_chat, require_generation_models
 
 
 @pytest.fixture(scope="module")
 def generation_server(server, repo_dir):
-    if not (repo_dir / "tiny-chat").is_dir():
-        pytest.skip("the tiny generation models need torch (the train extra) to be built")
+    require_generation_models(repo_dir)
     return server
 
 
