@@ -33,8 +33,8 @@ BEAM_MARK, SAMPLES_MARK = "{beam_section}", "{samples_section}"
 def start_server(port: int) -> subprocess.Popen:
     env = {**os.environ, "NEUROSERVE_PORT": str(port), "NEUROSERVE_MODELS_DIR": str(MODELS_DIR),
            "NEUROSERVE_LOAD_MODELS": f"{TRANSLATION},{CHAT}", "NEUROSERVE_LOG_LEVEL": "warning"}
-    return subprocess.Popen([sys.executable, "-m", "service.cli"], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def translate_all(client: httpx.Client, texts: list[str], beam: int, batch: int = 16) -> tuple[list[str], float]:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = start_server(port)
-        wait_ready(url, proc, 180, "neuroserve")
+        wait_ready(f"{url}/v2/health/ready", proc, 180, "neuroserve")
     try:
         with httpx.Client(base_url=url, timeout=600) as client:
             beams = translation_figures(client, val)

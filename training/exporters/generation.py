@@ -190,7 +190,7 @@ def export_translation(recipe, args: argparse.Namespace) -> int:
         "outputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "tokenizer": "tokenizer.json",
         "preprocessing": {"tokenizer": "tokenizer.json (NFKC, Metaspace, BPE; joint en+de, train split only)",
-                          "source": "ids + [eos], truncated to max_input_tokens", "target": "starts at bos, ends at eos"},
+                          "source": "ids + [eos]; longer than max_input_tokens is refused (422)", "target": "starts at bos, ends at eos"},
         "batching": {"max_batch_size": 32, "max_queue_delay_ms": 0, "max_queue_size": 256},
         "parameters": params, "provenance": provenance, "metrics": metrics,
     }
@@ -205,6 +205,11 @@ def export_translation(recipe, args: argparse.Namespace) -> int:
         cards.write_card(out_dir, card, translation_readme(manifest, metrics, provenance, card, bleu8, bleu32))
     print(json.dumps({k: v for k, v in metrics.items() if k != "parity"}, indent=1))
     return 0
+
+
+INT8_NOTE = ("INT8 and batching: dynamic quantisation scales each activation tensor by its own range per run, so the same\n"
+             "prompt can come out a few tokens different depending on how the server batches its steps (with or without\n"
+             "the cache, which other requests share the step); the fp32 graph matches torch token for token.\n")
 
 
 def recreate(p: dict[str, Any]) -> str:
@@ -265,8 +270,10 @@ same data, seed and time budget; selection on the validation split):
 {samples}
 
 ## Limits
+{INT8_NOTE}
 Caption-domain English only (short descriptive sentences of images); long or out-of-domain text degrades fast.
-Sentences over {manifest['parameters']['max_input_tokens']} tokens are truncated by the server.
+The server refuses (422) a source longer than {manifest['parameters']['max_input_tokens']} tokens, its end-of-sentence
+token included.
 
 {recreate(p)}
 """
@@ -415,6 +422,7 @@ tokens, bf16 autocast, seed {p['seed']}; {p['epochs_run']} epochs in {p['train_w
 {sweep}
 
 ## Limits
+{INT8_NOTE}
 A small model of everyday English small talk (the data come from English-learning websites): it makes things
 up, has no knowledge beyond that, no safety tuning, and no memory past {c['context']} tokens. Not for advice of
 any kind.
