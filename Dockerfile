@@ -31,7 +31,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     NEUROSERVE_HOST=0.0.0.0 \
     NEUROSERVE_PORT=8000 \
-    NEUROSERVE_MODELS_DIR=/models
+    NEUROSERVE_MODELS_DIR=/models \
+    MALLOC_ARENA_MAX=2
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \

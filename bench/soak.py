@@ -3,12 +3,16 @@
     .venv/bin/python -m bench.soak --minutes 10 --clients 32            # the committed models
     .venv/bin/python -m bench.soak --minutes 1 --fixtures               # tiny fixture models
 
-Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every task endpoint and the
-Open Inference Protocol for `--minutes`. Reported: requests and errors per route, p50/p99 per route,
-the server's RSS after warm-up and at the end.
-Phase 2 (overload): a model with a small queue gets far more concurrent clients than its queue
-holds: every answer must be a 200 or a quick 503 with Retry-After. Phase 3 (recovery): right after,
-a single client must get 200s at once.
+Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every task endpoint (the
+generation ones too: translation, chat, streamed chat) and the Open Inference Protocol for
+`--minutes`, after `--warmup-s` of the same traffic. Reported: requests and errors per route, p50/p99
+per route, the server's RSS after warm-up, every `--rss-every-s` and at the end.
+Phase 2 (overload): `hey` floods a model whose queue holds 64 with 256 connections: every answer must
+be a 200 or a quick 503 with Retry-After (hey is a compiled load generator: the Python clients of
+phase 1 would measure themselves). Phase 3 (recovery): right after, a single request must get a 200.
+
+The server runs with the environment it is deployed with (scripts/serve.sh, the Dockerfile):
+MALLOC_ARENA_MAX=2. `--server-env KEY=VALUE` adds or overrides variables for experiments.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ import base64
 import io
 import json
 import random
+import csv
 import statistics
+import subprocess
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +36,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import ROOT, neuroserve, percentile
+from bench.common import ROOT, neuroserve, percentile, require_hey
+
+# What scripts/serve.sh and the Dockerfile set (few glibc malloc arenas for a many-threaded server)
+DEPLOYED_ENV = {"MALLOC_ARENA_MAX": "2"}
 
 
 def _png(array: np.ndarray) -> str:
@@ -65,6 +75,15 @@ def build_requests(models: list[dict]) -> dict[str, tuple[str, dict]]:
         requests["traffic"] = ("/v1/forecast/traffic", {"json": {"history": history, "start": "2017-07-03T00:00:00"}})
     if "price-forecast" in by_task:
         requests["price"] = ("/v1/forecast/price", {"json": {"history": (100 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))).tolist()}})
+    if "translation" in by_task:
+        requests["translate"] = ("/v1/text/translate", {"json": {
+            "texts": ["A man in a red shirt is riding a bike down the street.", "Two dogs play in the snow."],
+            "source": "en", "target": "de"}})
+    if "chat" in by_task:
+        chat = {"model": by_task["chat"]["id"], "max_tokens": 24, "seed": 1,
+                "messages": [{"role": "user", "content": "Hello, how are you today?"}]}
+        requests["chat"] = ("/v1/chat/completions", {"json": chat})
+        requests["chat-stream"] = ("/v1/chat/completions", {"json": {**chat, "stream": True}})
     requests["models"] = ("/v1/models", {})
     return requests
 
@@ -74,6 +93,53 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+class RssSampler(threading.Thread):
+    """The server's RSS every `every_s` seconds, from /proc, on a thread beside the load."""
+
+    def __init__(self, pid: int, every_s: float):
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.samples = pid, every_s, []
+        self.started_at = time.perf_counter()
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.every_s):
+            self.samples.append((round(time.perf_counter() - self.started_at), round(rss_mb(self.pid), 1)))
+
+
+def hey_flood(url: str, path: str, kwargs: dict, clients: int, seconds: float) -> dict[str, list[float]]:
+    """Latencies (ms) by outcome, from hey's per-request CSV."""
+    body = kwargs.get("content") or json.dumps(kwargs["json"]).encode()
+    headers = kwargs.get("headers", {})
+    with tempfile.NamedTemporaryFile(suffix=".body") as f:
+        f.write(body)
+        f.flush()
+        args = [require_hey(), "-z", f"{seconds}s", "-c", str(clients), "-m", "POST", "-D", f.name, "-o", "csv",
+                "-t", "30", "-T", "application/octet-stream" if "content" in kwargs else "application/json"]
+        for key, value in headers.items():
+            args += ["-H", f"{key}: {value}"]
+        output = subprocess.run(args + [url + path], capture_output=True, text=True, timeout=seconds + 90).stdout
+    outcomes: dict[str, list[float]] = defaultdict(list)
+    for row in csv.DictReader(io.StringIO(output)):
+        outcomes[row.get("status-code") or "error"].append(float(row["response-time"]) * 1000)
+    return outcomes
+
+
+def retry_after_check(url: str, path: str, kwargs: dict, clients: int = 200) -> dict[str, int]:
+    """hey does not report headers: a burst from Python checks that every 503 carries Retry-After."""
+    async def burst():
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=clients)) as http:
+            return await asyncio.gather(*(http.post(path, **kwargs) for _ in range(clients)), return_exceptions=True)
+
+    seen: dict[str, int] = defaultdict(int)
+    for r in asyncio.run(burst()):
+        key = type(r).__name__ if isinstance(r, Exception) else str(r.status_code)
+        if key == "503" and not r.headers.get("retry-after"):
+            key = "503 without Retry-After"
+        seen[key] += 1
+    return dict(seen)
 
 
 async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
@@ -90,8 +156,13 @@ async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
                 path, kwargs = requests[name]
                 started = time.perf_counter()
                 try:
-                    response = await (http.get(path) if not kwargs else http.post(path, **kwargs))
-                    status = response.status_code
+                    if kwargs.get("json", {}).get("stream"):
+                        async with http.stream("POST", path, **kwargs) as response:
+                            body = b"".join([chunk async for chunk in response.aiter_bytes()])
+                        status = response.status_code if body.rstrip().endswith(b"data: [DONE]") else "unfinished stream"
+                    else:
+                        response = await (http.get(path) if not kwargs else http.post(path, **kwargs))
+                        status = response.status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
                 latencies[name].append((time.perf_counter() - started) * 1000)
@@ -102,32 +173,14 @@ async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
     return {"latencies": latencies, "errors": errors}
 
 
-async def overload(url: str, path: str, kwargs: dict, clients: int, seconds: float) -> dict:
-    outcomes: dict[str, list[float]] = defaultdict(list)
-    stop_at = time.perf_counter() + seconds
-
-    async def client():
-        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
-                try:
-                    response = await http.post(path, **kwargs)
-                    key = str(response.status_code)
-                    if response.status_code == 503 and not response.headers.get("retry-after"):
-                        key = "503 without Retry-After"
-                except httpx.HTTPError as exc:
-                    key = type(exc).__name__
-                outcomes[key].append((time.perf_counter() - started) * 1000)
-
-    await asyncio.gather(*(client() for _ in range(clients)))
-    return outcomes
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--warmup-s", type=float, default=30.0, help="RSS baseline is taken after this much traffic")
+    parser.add_argument("--warmup-s", type=float, default=60.0, help="RSS baseline is taken after this much traffic")
+    parser.add_argument("--rss-every-s", type=float, default=30.0, help="RSS sampling period during the soak")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server (experiments), repeatable")
     parser.add_argument("--fixtures", action="store_true", help="serve the tiny test models instead of models/")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
@@ -136,18 +189,23 @@ def main() -> None:
     if args.fixtures:
         from tests.onnx_models import build_repository
         models_dir = build_repository(Path(tempfile.mkdtemp(prefix="neuroserve-soak-")))
-    server = neuroserve(models_dir, {"NEUROSERVE_MAX_QUEUE_SIZE": "64"})
+    env = {"NEUROSERVE_MAX_QUEUE_SIZE": "64", **DEPLOYED_ENV, **dict(kv.split("=", 1) for kv in args.server_env)}
+    server = neuroserve(models_dir, env)
     try:
         models = httpx.get(f"{server.url}/v1/models").json()["data"]
         requests = build_requests(models)
-        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min")
+        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}")
         warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
         rss_start = rss_mb(server.proc.pid)
+        sampler = RssSampler(server.proc.pid, args.rss_every_s)
+        sampler.start()
         result = asyncio.run(soak(server.url, requests, args.clients, args.minutes * 60))
+        sampler.halt.set()
         rss_end = rss_mb(server.proc.pid)
         print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
-        report = {"routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
-                  "warmup_errors": sum(len(v) for v in warm["errors"].values())}
+        report = {"server_env": env, "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s,
+                  "routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
+                  "rss_mb_samples": sampler.samples, "warmup_errors": sum(len(v) for v in warm["errors"].values())}
         for name, values in sorted(result["latencies"].items()):
             p50, p99 = statistics.median(values), percentile(values, 99)
             errs = result["errors"].get(name, [])
@@ -156,14 +214,18 @@ def main() -> None:
             print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
         growth = (rss_end - rss_start) / rss_start * 100
         print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")
+        print("RSS samples (s, MB): " + ", ".join(f"{t}:{m:.0f}" for t, m in sampler.samples))
         report["rss_growth_percent"] = growth
 
         path, kwargs = requests.get("oip-binary") or next(iter(requests.values()))
-        flood = asyncio.run(overload(server.url, path, kwargs, clients=256, seconds=15))
-        print("\nOverload, 256 clients against a queue of 64 for 15 s:")
+        flood = hey_flood(server.url, path, kwargs, clients=256, seconds=15)
+        print("\nOverload, hey with 256 connections against a queue of 64 for 15 s:")
         for key, values in sorted(flood.items()):
             print(f"  {key}: {len(values)} answers, p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 99):.1f} ms")
-        report["overload"] = {k: {"count": len(v), "p50_ms": statistics.median(v), "p99_ms": percentile(v, 99)} for k, v in flood.items()}
+        report["overload"] = {k: {"count": len(v), "p50_ms": statistics.median(v), "p99_ms": percentile(v, 99)}
+                              for k, v in flood.items()}
+        report["overload_retry_after"] = retry_after_check(server.url, path, kwargs)
+        print(f"  a burst of 200 at once from Python: {report['overload_retry_after']}")
         started = time.perf_counter()
         with httpx.Client(base_url=server.url, timeout=30) as http:
             first = http.post(path, **kwargs)
