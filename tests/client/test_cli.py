@@ -1,4 +1,5 @@
-"""The `neuroserve` command line: main(argv) against the real server, chat/translate against stubs."""
+"""The `neuroserve` command line: main(argv) against the real server (every command), and against stubs for
+the exact requests chat and translate send."""
 
 from __future__ import annotations
 
@@ -43,6 +44,29 @@ def test_predict_tumor_and_sentiment(server, capsys, png_file):
     assert code == 0 and "positive" in out and "negative" in out and "good great" in out
     code, out, _ = run(capsys, "sentiment", "good", "--json", "--url", server.url)
     assert json.loads(out)["results"][0]["label"] == "positive"
+
+
+@pytest.fixture
+def generation(server, repo_dir):
+    from tests.generation_models import require_generation_models
+
+    require_generation_models(repo_dir)
+    return server
+
+
+def test_translate_and_chat_against_the_real_server(generation, capsys, monkeypatch):
+    url = ["--url", generation.url]
+    code, out, _ = run(capsys, "translate", "good morning", "thank you", "--beam-size", "2", *url)
+    assert code == 0 and "guten morgen" in out and "danke schön" in out and "tiny-translate" in out
+    code, out, _ = run(capsys, "--json", "translate", "good night", *url)
+    assert json.loads(out)["translations"] == ["gute nacht"]
+    code, out, _ = run(capsys, "chat", "hi", "--temperature", "0", *url)  # one shot
+    assert code == 0 and out.strip() == "hello there"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\nbye\n/exit\n"))  # interactive, streamed, with history
+    code, out, _ = run(capsys, "chat", "--temperature", "0", *url)
+    assert code == 0 and "hello there" in out and "goodbye friend" in out
+    code, _, err = run(capsys, "translate", "hi", "--target", "fr", *url)
+    assert code != 0 and "no translation model for en->fr" in err
 
 
 def test_models_and_health(server, capsys, monkeypatch):
