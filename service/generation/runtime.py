@@ -73,6 +73,11 @@ class GenerationRuntime:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
+        for index, text in enumerate(texts):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # JSON can carry lone surrogates ("\ud800"); tokenizers refuses them
+                raise Unprocessable(f"text {index} is not valid Unicode: {exc.reason} at character {exc.start}") from None
         return [e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
     def default_jobs(self, texts: list[str], events) -> list[Job]:

@@ -90,18 +90,77 @@ def corpus():
     return cases
 
 
-def test_every_hostile_input_gets_a_clear_4xx_and_the_server_stays_ready(server, corpus):
+@pytest.fixture(scope="module")
+def generation_corpus():
+    tr = lambda **kw: {"json": {"texts": ["good morning"], "source": "en", "target": "de", **kw}}  # noqa: E731
+    chat = lambda **kw: {"json": {"messages": [{"role": "user", "content": "hi"}], **kw}}  # noqa: E731
+    return {
+        # translation
+        "no texts": ("/v1/text/translate", tr(texts=[])),
+        "empty text": ("/v1/text/translate", tr(texts=[""])),
+        "source over the token bound": ("/v1/text/translate", tr(texts=["good " * 5000])),
+        "too many texts": ("/v1/text/translate", tr(texts=["hi"] * 10_000)),
+        "beam size 0": ("/v1/text/translate", tr(beam_size=0)),
+        "beam size 9": ("/v1/text/translate", tr(beam_size=9)),
+        "beam size as text": ("/v1/text/translate", tr(beam_size="four")),
+        "max_tokens beyond the bound": ("/v1/text/translate", tr(max_tokens=10**9)),
+        "unsupported language pair": ("/v1/text/translate", tr(target="xx")),
+        "texts of numbers": ("/v1/text/translate", tr(texts=[1, 2])),
+        "unknown translation model": ("/v1/text/translate", tr(model="ghost")),
+        "translate deep nesting": ("/v1/text/translate", {"content": b'{"texts": ' + b"[" * 100_000,
+                                                          "headers": {"Content-Type": "application/json"}}),
+        "translate invalid utf-8": ("/v1/text/translate", {"content": b'{"texts": ["\xff"], "source": "en", "target": "de"}',
+                                                           "headers": {"Content-Type": "application/json"}}),
+        # chat
+        "no messages": ("/v1/chat/completions", chat(messages=[])),
+        "messages not a list": ("/v1/chat/completions", chat(messages="hi")),
+        "unknown role": ("/v1/chat/completions", chat(messages=[{"role": "wizard", "content": "hi"}])),
+        "prompt over the context": ("/v1/chat/completions", chat(messages=[{"role": "user", "content": "word " * 20_000}])),
+        "max_tokens beyond the bound": ("/v1/chat/completions", chat(max_tokens=10**9)),
+        "negative temperature": ("/v1/chat/completions", chat(temperature=-1)),
+        "top_p above 1": ("/v1/chat/completions", chat(top_p=1.5)),
+        "n too large": ("/v1/chat/completions", chat(n=1000)),
+        "too many stop strings": ("/v1/chat/completions", chat(stop=["x"] * 1000)),
+        "unknown chat model": ("/v1/chat/completions", chat(model="gpt-4o")),
+        "stream not a boolean": ("/v1/chat/completions", chat(stream="maybe")),
+        "chat lone surrogate": ("/v1/chat/completions", {"content": b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+                                                         "headers": {"Content-Type": "application/json"}}),
+        # the Open Inference Protocol face of a generation model
+        "oip text of numbers": ("/v2/models/tiny-translate/infer",
+                                {"json": {"inputs": [{"name": "text", "shape": [1], "datatype": "FP32", "data": [1.0]}]}}),
+    }
+
+
+def error_message(response: httpx.Response) -> str | None:
+    """Neuroserve's {"error": "..."} or, on the OpenAI-compatible route, {"error": {"message": "..."}}."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict):
+        error = error.get("message")
+    return error if isinstance(error, str) and error else None
+
+
+def assert_clear_4xx_and_ready(server, corpus: dict) -> None:
     failures = []
     with httpx.Client(base_url=server.url, timeout=60) as http:
         for name, (path, kwargs) in corpus.items():
             response = http.post(path, **kwargs)
-            try:
-                error = response.json().get("error")
-            except (ValueError, AttributeError):
-                error = None
-            if not (400 <= response.status_code < 500 and isinstance(error, str) and error):
+            if not (400 <= response.status_code < 500 and error_message(response)):
                 failures.append(f"{name}: {response.status_code} {response.text[:200]}")
             ready = http.get("/v2/health/ready")
             if ready.status_code != 200:
                 failures.append(f"{name}: server not ready afterwards ({ready.status_code})")
     assert not failures, "\n".join(failures)
+
+
+def test_every_hostile_input_gets_a_clear_4xx_and_the_server_stays_ready(server, corpus):
+    assert_clear_4xx_and_ready(server, corpus)
+
+
+def test_every_hostile_generation_input_gets_a_clear_4xx(server, repo_dir, generation_corpus):
+    from tests.generation_models import require_generation_models
+
+    require_generation_models(repo_dir)
+    assert_clear_4xx_and_ready(server, generation_corpus)
