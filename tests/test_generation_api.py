@@ -200,6 +200,7 @@ def test_models_list_is_openai_shaped(client):
     rows = {m["id"]: m for m in body["data"]}
     for row in rows.values():
         assert row["object"] == "model" and isinstance(row["created"], int) and row["owned_by"] == "neuroserve"
+        assert row["created"] > 1_600_000_000  # when the manifest was written, as OpenAI's unix seconds
     assert rows["tiny-chat"]["task"] == "chat" and rows["tiny-translate"]["ready"] is True
 
 

@@ -6,10 +6,19 @@ from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import RepositoryDep
+from service.errors import BadRequest
 from service.responses import JSONBytes
 from service.security import require_api_key
 
 router = APIRouter(tags=["ops"])
+
+
+def _published(repo, name: str) -> int:
+    """OpenAI's `created`: when the model's manifest was written (unix seconds); 0 if unknown."""
+    try:
+        return int((repo.model_folder(name) / "manifest.json").stat().st_mtime)
+    except (OSError, BadRequest):
+        return 0
 
 
 @router.get("/v1/models", summary="Every model (OpenAI list shape, plus task, versions, readiness, provider)",
@@ -23,7 +32,7 @@ async def list_models(repo: RepositoryDep) -> JSONBytes:
         data.append({
             "id": row_name,
             "object": "model",
-            "created": 0,
+            "created": _published(repo, row_name),
             "owned_by": "neuroserve",
             "task": entry.task if entry else None,
             "versions": versions,
