@@ -16,7 +16,7 @@ from service.repository import ModelRepository, ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
 
-MAX_TEXTS = 32
+MAX_TEXTS = 64  # as /v1/text/sentiment; rows beyond the engine's room wait for their turn
 MAX_TEXT_CHARS = 2000
 LANGUAGE = r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$"
 
