@@ -22,6 +22,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import random
 import csv
 import statistics
@@ -194,7 +195,9 @@ def main() -> None:
     try:
         models = httpx.get(f"{server.url}/v1/models").json()["data"]
         requests = build_requests(models)
-        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}")
+        load_before = os.getloadavg()[0]  # what else the machine was doing
+        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}; "
+              f"load average before: {load_before:.2f}")
         warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
         rss_start = rss_mb(server.proc.pid)
         sampler = RssSampler(server.proc.pid, args.rss_every_s)
@@ -202,8 +205,10 @@ def main() -> None:
         result = asyncio.run(soak(server.url, requests, args.clients, args.minutes * 60))
         sampler.halt.set()
         rss_end = rss_mb(server.proc.pid)
+        load_end = os.getloadavg()[0]
         print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
-        report = {"server_env": env, "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s,
+        report = {"load_average_before": load_before, "load_average_end": None, "server_env": env,
+                  "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s,
                   "routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
                   "rss_mb_samples": sampler.samples, "warmup_errors": sum(len(v) for v in warm["errors"].values())}
         for name, values in sorted(result["latencies"].items()):
@@ -216,6 +221,7 @@ def main() -> None:
         print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")
         print("RSS samples (s, MB): " + ", ".join(f"{t}:{m:.0f}" for t, m in sampler.samples))
         report["rss_growth_percent"] = growth
+        report["load_average_end"] = load_end
 
         path, kwargs = requests.get("oip-binary") or next(iter(requests.values()))
         flood = hey_flood(server.url, path, kwargs, clients=256, seconds=15)
