@@ -4,6 +4,11 @@ Concurrent requests are coalesced into one ``session.run`` while their inputs ar
 trailing shapes, or padded along dim 1 for inputs the manifest lists in ``pad_inputs``). Each
 request gets exactly its own rows back. The blocking run happens in a dedicated thread, so the
 event loop never waits on ONNX Runtime.
+
+A model may also have a *solo* runner: a session with every core's threads, used for a batch that
+arrives while no other run is in flight anywhere in the server (``RunTracker``). A lone request then
+gets all the cores, and concurrent ones keep the single-threaded instances that serve load best; while
+lone runs are faster on an instance (cores busy elsewhere), ``SoloChoice`` sends them there.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +41,7 @@ class BatchStats:
     compute_s: float = 0.0
     batch_size: int = 0
     leader: bool = False  # the first request of its batch: count the batch once
+    solo: bool = False  # ran on the model's solo session (nothing else was in flight)
 
 
 @dataclass
@@ -64,11 +71,69 @@ def _pad_to(array: np.ndarray, length: int, value) -> np.ndarray:
     return np.pad(array, pad, constant_values=value)
 
 
+def resolve_instances(override: int | None, policy: Batching) -> int:
+    """Runs of a model in flight at once: the setting's override, else the manifest's, else one per core."""
+    return override or policy.instances or default_instances()
+
+
+class RunTracker:
+    """Session runs in flight across every batcher of one server, so a batcher can tell a lone request
+    (nothing else running anywhere: it may have every core) from load (keep to its own instance)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    def begin(self, solo_wanted: bool) -> bool:
+        """Count one more run; True when it may run solo (wanted, and no other run is in flight)."""
+        with self._lock:
+            solo = solo_wanted and self._running == 0
+            self._running += 1
+            return solo
+
+    def end(self) -> None:
+        with self._lock:
+            self._running -= 1
+
+
+class SoloChoice:
+    """For a lone batch: the solo session or an instance, whichever has run lone batches faster per row lately.
+    On idle cores the solo session wins (the CIFAR CNN runs 2x faster on two threads); while other processes
+    keep a core busy, a two-thread run waits on its preempted second thread and loses to one thread (1.75x
+    slower, measured beside a training run). One lone batch in PROBE_EVERY takes the other choice, so both
+    timings stay current (rare enough to leave a lone request's p99 alone)."""
+
+    PROBE_EVERY = 100
+    ALPHA = 0.25  # weight of the newest run in the moving averages
+
+    def __init__(self) -> None:
+        self.seconds_per_row: dict[bool, float | None] = {True: None, False: None}  # solo, instance
+        self._lone = 0
+
+    def pick(self) -> bool:
+        """True: run this lone batch on the solo session."""
+        self._lone += 1
+        solo, instance = self.seconds_per_row[True], self.seconds_per_row[False]
+        preferred = solo is None or instance is None or solo <= instance
+        return preferred != (self._lone % self.PROBE_EVERY == 0)
+
+    def record(self, solo: bool, seconds: float, rows: int) -> None:
+        value, old = seconds / max(rows, 1), self.seconds_per_row[solo]
+        self.seconds_per_row[solo] = value if old is None else old + self.ALPHA * (value - old)
+
+
 class Batcher:
     def __init__(self, name: str, runner: Runner, policy: Batching, *, max_queue_size: int | None = None,
-                 instances: int | None = None):
+                 instances: int | None = None, solo_runner: Runner | None = None, tracker: RunTracker | None = None):
         self.name = name
         self._runner = runner
+        self._solo_runner = solo_runner  # all cores' threads, for a batch with nothing else in flight
+        self._tracker = tracker or RunTracker()
+        self.solo_choice = SoloChoice()
         self.max_batch_size = policy.max_batch_size
         self.max_delay_s = policy.max_queue_delay_ms / 1000.0
         self.max_queue_size = max_queue_size or policy.max_queue_size
@@ -77,7 +142,7 @@ class Batcher:
         self._wakeup: asyncio.Event | None = None
         # Like Triton's instance count: this many runs of the model may be in flight at once, each on
         # its own thread (small graphs use two cores better as two runs than as one run on two threads).
-        self.instances = instances or policy.instances or default_instances()
+        self.instances = resolve_instances(instances, policy)
         self._workers: list[asyncio.Task] = []
         self._executor = ThreadPoolExecutor(max_workers=self.instances, thread_name_prefix=f"ort-{name}")
         self._closing = False
@@ -94,10 +159,6 @@ class Batcher:
         self._wakeup = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._workers = [loop.create_task(self._work(), name=f"batcher-{self.name}-{i}") for i in range(self.instances)]
-
-    def run_blocking(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Direct call for warm-up (before the worker starts)."""
-        return self._runner(feeds)
 
     def check_capacity(self) -> None:
         """Refuse early (before a body is read and parsed) when the queue is already full."""
@@ -149,9 +210,17 @@ class Batcher:
             if not batch:
                 continue
             started = time.perf_counter()
+            lone = solo = False
             try:
                 feeds = self._merge(batch)
-                outputs = await loop.run_in_executor(self._executor, self._runner, feeds)
+                # Lone: nothing in flight anywhere in the server and nobody else waiting here (queued requests
+                # will want the other instance). Only then may the batch take every core.
+                lone = self._tracker.begin(self._solo_runner is not None and not self._pending)
+                solo = lone and self.solo_choice.pick()
+                try:
+                    outputs = await loop.run_in_executor(self._executor, self._solo_runner if solo else self._runner, feeds)
+                finally:
+                    self._tracker.end()
             except Exception as exc:  # the model raised: fail this batch only, keep serving
                 log.error("inference failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
                 error = exc if isinstance(exc, (BadRequest, ServiceUnavailable)) else InferenceFailed(
@@ -162,7 +231,9 @@ class Batcher:
                         item.future.set_exception(error)
                 continue
             finished = time.perf_counter()
-            self._split(batch, outputs, started, finished)
+            if lone:
+                self.solo_choice.record(solo, finished - started, sum(item.rows for item in batch))
+            self._split(batch, outputs, started, finished, solo)
 
     async def _collect(self) -> list[_Item]:
         first = self._pending.popleft()
@@ -214,7 +285,8 @@ class Batcher:
             merged[name] = np.concatenate(arrays, axis=0)
         return merged
 
-    def _split(self, batch: list[_Item], outputs: dict[str, np.ndarray], started: float, finished: float) -> None:
+    def _split(self, batch: list[_Item], outputs: dict[str, np.ndarray], started: float, finished: float,
+               solo: bool = False) -> None:
         total_rows = sum(item.rows for item in batch)
         offset = 0
         for index, item in enumerate(batch):
@@ -228,6 +300,7 @@ class Batcher:
                     for name, value in outputs.items()
                 }
             offset += item.rows
-            stats = BatchStats(queue_s=started - item.enqueued, compute_s=finished - started, batch_size=total_rows, leader=index == 0)
+            stats = BatchStats(queue_s=started - item.enqueued, compute_s=finished - started, batch_size=total_rows,
+                               leader=index == 0, solo=solo)
             if not item.future.done():
                 item.future.set_result((own, stats))

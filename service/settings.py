@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_images_per_request: int = Field(default=64, ge=1, le=1024, description="Images one vision request may carry (413 beyond).")
     max_image_pixels: int = Field(default=36_000_000, ge=1, description="Pixels one image may have, read from its header before decoding (413 beyond).")
     model_instances: int | None = Field(default=None, ge=1, le=64, description="Override every model's instance count: runs in flight at once per model, each on its own thread.")
+    solo_session: bool = Field(
+        default=True, description="When a model runs several instances, also open one session with all their threads "
+        "(at most one per core) for a request that arrives while no other run is in flight anywhere in the server: "
+        "a lone request gets every core, concurrent ones keep the instances."
+    )
     max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
     generation_max_rows: int = Field(default=64, ge=8, le=4096, description="Rows (sequences; each beam or choice counts one) one generation model decodes together per step; more requests wait for room.")
     generation_max_waiting: int = Field(default=256, ge=1, description="Generation requests (one per text or chat completion) that may wait for room per model (503 + Retry-After beyond).")

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from service.batching import Batcher
+from service.batching import Batcher, RunTracker
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.manifest import Batching
 
@@ -206,3 +206,130 @@ def test_instances_run_batches_in_parallel():
     elapsed = run(body())
     assert elapsed < 0.55, f"two runs of 0.3 s took {elapsed:.2f} s: they did not overlap"
     assert len(runner.threads) == 2
+
+
+def _solo_batcher(runner, solo_runner, tracker=None, instances=2):
+    return Batcher("m", runner, Batching(max_batch_size=8, max_queue_delay_ms=0), instances=instances,
+                   solo_runner=solo_runner, tracker=tracker)
+
+
+def test_a_lone_request_runs_on_the_solo_session():
+    instance, solo = RecordingRunner(), RecordingRunner()
+
+    async def body():
+        batcher = _solo_batcher(instance, solo)
+        batcher.start()
+        try:
+            results = []
+            for i in range(3):  # one after the other: each is alone in the server
+                x = np.full((2, 2), i, np.float32)
+                outputs, stats = await batcher.infer({"x": x}, 2)
+                np.testing.assert_array_equal(outputs["y"], x * 2)
+                results.append(stats.solo)
+            return results
+        finally:
+            await batcher.close()
+
+    assert run(body()) == [True, True, True]
+    assert solo.batches == [2, 2, 2] and instance.batches == []
+
+
+def test_concurrent_requests_run_on_the_instances_not_the_solo_session():
+    instance, solo = RecordingRunner(delay_s=0.2), RecordingRunner(delay_s=0.2)
+
+    async def body():
+        batcher = _solo_batcher(instance, solo)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))
+            await asyncio.sleep(0.05)  # the first is running (solo: it was alone when it started)
+            rest = await asyncio.gather(*(batcher.infer({"x": np.full((1, 2), i, np.float32)}, 1) for i in range(4)))
+            return (await first)[1], [stats for _, stats in rest]
+        finally:
+            await batcher.close()
+
+    first, rest = run(body())
+    assert first.solo
+    assert not any(stats.solo for stats in rest), "a request that overlaps another run must not take every core"
+    assert sum(instance.batches) == 4 and solo.batches == [1]
+
+
+def test_a_run_in_flight_on_another_model_keeps_a_request_off_the_solo_session():
+    tracker = RunTracker()
+    busy_runner, instance, solo = RecordingRunner(delay_s=0.3), RecordingRunner(), RecordingRunner()
+
+    async def body():
+        other = _solo_batcher(busy_runner, None, tracker)
+        mine = _solo_batcher(instance, solo, tracker)
+        other.start()
+        mine.start()
+        try:
+            busy = asyncio.ensure_future(other.infer({"x": np.ones((1, 2), np.float32)}, 1))
+            await asyncio.sleep(0.05)
+            assert tracker.running == 1
+            _, during = await mine.infer({"x": np.ones((1, 2), np.float32)}, 1)
+            await busy
+            _, after = await mine.infer({"x": np.ones((1, 2), np.float32)}, 1)
+            return during, after
+        finally:
+            await other.close()
+            await mine.close()
+
+    during, after = run(body())
+    assert not during.solo and after.solo
+    assert tracker.running == 0
+    assert instance.batches == [1] and solo.batches == [1]
+
+
+def test_a_failing_solo_run_releases_its_slot():
+    tracker = RunTracker()
+    solo = RecordingRunner(fail_on=7.0)
+
+    async def body():
+        batcher = _solo_batcher(RecordingRunner(), solo, tracker)
+        batcher.start()
+        try:
+            with pytest.raises(InferenceFailed):
+                await batcher.infer({"x": np.full((1, 2), 7.0, np.float32)}, 1)
+            _, stats = await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1)
+            return stats
+        finally:
+            await batcher.close()
+
+    assert run(body()).solo
+    assert tracker.running == 0
+
+
+def test_lone_batches_move_to_an_instance_while_the_solo_session_is_slower(monkeypatch):
+    from service.batching import SoloChoice
+
+    monkeypatch.setattr(SoloChoice, "PROBE_EVERY", 4)
+    instance, solo = RecordingRunner(delay_s=0.002), RecordingRunner(delay_s=0.03)  # cores busy elsewhere
+
+    async def body():
+        batcher = _solo_batcher(instance, solo)
+        batcher.start()
+        try:
+            return [(await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))[1].solo for _ in range(12)]
+        finally:
+            await batcher.close()
+
+    picks = run(body())
+    # Solo first (no timing yet), the 4th is a probe on an instance, which was faster: from then on the
+    # instance, except every 4th lone batch, which probes the solo session again.
+    assert picks == [True, True, True, False, False, False, False, True, False, False, False, True]
+
+
+def test_solo_choice_prefers_the_faster_per_row_and_probes_the_other():
+    from service.batching import SoloChoice
+
+    choice = SoloChoice()
+    assert choice.pick()  # nothing measured: solo
+    choice.record(True, 0.004, 2)
+    choice.record(False, 0.006, 1)
+    assert choice.seconds_per_row == {True: 0.002, False: 0.006}
+    picks = [choice.pick() for _ in range(2 * SoloChoice.PROBE_EVERY)]
+    assert picks.count(False) == 2 and all(picks[:SoloChoice.PROBE_EVERY - 2])
+    choice.record(True, 0.02, 1)  # the solo session got slow: 0.002 + 0.25 * (0.02 - 0.002)
+    assert choice.seconds_per_row[True] == pytest.approx(0.0065)
+    assert not choice.pick()

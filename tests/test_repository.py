@@ -201,3 +201,34 @@ def test_a_full_queue_answers_503_with_retry_after_over_http(make_client, tmp_pa
     assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
     assert all(retry for code, retry in results if code == 503)
     assert call(0)[0] == 200  # recovers at once when the load drops
+
+
+def _solo_threads(client, model="add-sub"):
+    """Intra-op threads of the model's solo session, None when it has none."""
+    solo = client.app.state.repository.get(model).batcher._solo_runner
+    return None if solo is None else solo.__self__.session.get_session_options().intra_op_num_threads
+
+
+def test_several_single_threaded_instances_get_a_solo_session_with_their_threads(make_client, own_repo, monkeypatch):
+    monkeypatch.setattr("service.repository.os.cpu_count", lambda: 4)
+    client = make_client(models_dir=own_repo, model_instances=2, intra_op_threads=1)
+    assert _solo_threads(client) == 2
+    batcher = client.app.state.repository.get("add-sub").batcher
+    solo_runs, solo = [], batcher._solo_runner
+    batcher._solo_runner = lambda feeds: solo_runs.append(feeds) or solo(feeds)
+    response = _infer_add(client)  # alone in the server: served by the solo session
+    assert response.status_code == 200 and response.json()["outputs"][0]["data"] == [2, 3, 4, 5]
+    assert len(solo_runs) == 1
+    assert client.app.state.repository.runs.running == 0
+
+
+@pytest.mark.parametrize("overrides", [
+    {"model_instances": 1, "intra_op_threads": 1},  # one instance: nothing to gain
+    {"model_instances": 2, "intra_op_threads": 4},  # the instances already have every core
+    {"model_instances": 2, "intra_op_threads": 1, "solo_session": False},
+])
+def test_no_solo_session_where_it_would_not_add_threads_or_is_turned_off(make_client, own_repo, monkeypatch, overrides):
+    monkeypatch.setattr("service.repository.os.cpu_count", lambda: 4)
+    client = make_client(models_dir=own_repo, **overrides)
+    assert _solo_threads(client) is None
+    assert _infer_add(client).status_code == 200
