@@ -97,6 +97,8 @@ async def _run_images(request: Request, model: ModelVersion, images: list[bytes]
                                  settings.max_image_pixels)
     # Larger requests than one batch ride as several, concurrently; rows come back in order.
     step = model.batcher.max_batch_size or len(pixels)
+    if len(pixels) <= step:
+        return await run_model(request, model, {spec.name: pixels})
     parts = await asyncio.gather(*(run_model(request, model, {spec.name: pixels[i:i + step]})
                                    for i in range(0, len(pixels), step)))
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
