@@ -52,7 +52,8 @@ LABELS = {"floor": "floor (session.run)", "neuroserve": "neuroserve", "kserve": 
 SETUP = {
     "floor": "session.run in the driver process, no HTTP; threads = concurrency; ORT intra-op 2",
     "neuroserve": "python -m service.cli serve (one uvicorn process); 2 model instances x 1 intra-op thread "
-                  "(its default on 2 cores: the same budget of 2 ORT threads), inter-op 1; "
+                  "(its default on 2 cores: the same budget of 2 ORT threads), inter-op 1, plus a solo session of "
+                  "2 threads per model for a request that arrives while nothing else runs (NEUROSERVE_SOLO_SESSION); "
                   "only the two role models loaded (NEUROSERVE_LOAD_MODELS); batching as in each model's manifest",
     "kserve": "kserve.ModelServer(workers=1, enable_grpc=False, enable_latency_logging=False), sync predict; "
               "ORT intra-op 2; no batching (the Python ModelServer has none)",
@@ -435,6 +436,9 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=ROOT / "models",
                         help="model repository; falls back to the test fixtures when it lacks the roles")
     parser.add_argument("--fixtures", action="store_true", help="use the tiny fixture models (development)")
+    parser.add_argument("--classifier", metavar="NAME", help="serve this model of --models as the classifier "
+                        "(every system), e.g. cifar10-int8; default: picked from /v1/models")
+    parser.add_argument("--sentiment", metavar="NAME", help="likewise for the sentiment model")
     parser.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS))
     parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of discarded load per system and workload")
@@ -469,7 +473,11 @@ def main() -> None:
 
     models, roles, fixtures = args.models.resolve(), {"classifier": None, "sentiment": None}, args.fixtures
     if not fixtures:
-        roles = discover_roles(models)
+        if args.classifier and args.sentiment:
+            roles = {"classifier": args.classifier, "sentiment": args.sentiment}
+        else:
+            roles = {**discover_roles(models), **{k: v for k, v in (("classifier", args.classifier),
+                                                                    ("sentiment", args.sentiment)) if v}}
         if not roles["classifier"] or not roles["sentiment"]:
             print(f"{models} has no ready classifier and sentiment model ({roles}); using the fixture models", flush=True)
             fixtures = True
