@@ -6,7 +6,8 @@
 Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every task endpoint (the
 generation ones too: translation, chat, streamed chat) and the Open Inference Protocol for
 `--minutes`, after `--warmup-s` of the same traffic. Reported: requests and errors per route, p50/p99
-per route, the server's RSS after warm-up, every `--rss-every-s` and at the end.
+per route, and the server's RSS every `--rss-every-s` from the first request: growth is the highest
+sample of the soak's last 30 s against the highest of the warm-up's last 30 s (both under load).
 Phase 2 (overload): `hey` floods a model whose queue holds 64 with 256 connections: every answer must
 be a 200 or a quick 503 with Retry-After (hey is a compiled load generator: the Python clients of
 phase 1 would measure themselves). Phase 3 (recovery): right after, a single request must get a 200.
@@ -178,8 +179,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--warmup-s", type=float, default=60.0, help="RSS baseline is taken after this much traffic")
-    parser.add_argument("--rss-every-s", type=float, default=30.0, help="RSS sampling period during the soak")
+    parser.add_argument("--warmup-s", type=float, default=120.0,
+                        help="traffic before the RSS baseline: long enough for every batch shape and decode length")
+    parser.add_argument("--rss-every-s", type=float, default=10.0, help="RSS sampling period")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server (experiments), repeatable")
     parser.add_argument("--fixtures", action="store_true", help="serve the tiny test models instead of models/")
@@ -198,13 +200,17 @@ def main() -> None:
         load_before = os.getloadavg()[0]  # what else the machine was doing
         print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}; "
               f"load average before: {load_before:.2f}")
-        warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
-        rss_start = rss_mb(server.proc.pid)
-        sampler = RssSampler(server.proc.pid, args.rss_every_s)
+        sampler = RssSampler(server.proc.pid, args.rss_every_s)  # from the first request: the whole curve
         sampler.start()
+        warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
+        warm_end = time.perf_counter() - sampler.started_at
         result = asyncio.run(soak(server.url, requests, args.clients, args.minutes * 60))
+        soak_end = time.perf_counter() - sampler.started_at
         sampler.halt.set()
-        rss_end = rss_mb(server.proc.pid)
+        # Both ends are read under load (an idle instant reads lower: freed buffers go back to the OS), as the
+        # highest sample of the last 30 s of the warm-up and of the soak.
+        rss_start = max(m for t, m in sampler.samples if warm_end - 30 <= t <= warm_end)
+        rss_end = max(m for t, m in sampler.samples if soak_end - 30 <= t <= soak_end)
         load_end = os.getloadavg()[0]
         print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
         report = {"load_average_before": load_before, "load_average_end": None, "server_env": env,
@@ -219,7 +225,8 @@ def main() -> None:
             print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
         growth = (rss_end - rss_start) / rss_start * 100
         print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")
-        print("RSS samples (s, MB): " + ", ".join(f"{t}:{m:.0f}" for t, m in sampler.samples))
+        print(f"RSS samples (s since the first request, MB; warm-up ends at {warm_end:.0f} s): "
+              + ", ".join(f"{t}:{m:.0f}" for t, m in sampler.samples))
         report["rss_growth_percent"] = growth
         report["load_average_end"] = load_end
 
