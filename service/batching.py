@@ -105,9 +105,12 @@ class SoloChoice:
     On idle cores the solo session wins (the CIFAR CNN runs 2x faster on two threads); while other processes
     keep a core busy, a two-thread run waits on its preempted second thread and loses to one thread (1.75x
     slower, measured beside a training run). One lone batch in PROBE_EVERY takes the other choice, so both
-    timings stay current (rare enough to leave a lone request's p99 alone)."""
+    timings stay current (rare enough to leave a lone request's p99 alone), and the second lone batch does,
+    so both are known early. Solo has to be clearly faster (MARGIN): where a second thread barely helps (the
+    sentiment LSTM: 0.54 against 0.49 ms), its pool's spinning costs more than it gives."""
 
-    PROBE_EVERY = 100
+    PROBE_EVERY = 200  # 0.5% of lone batches: under the 1% a p99 would show
+    MARGIN = 0.85  # solo is preferred while its time per row is below this share of an instance's
     ALPHA = 0.25  # weight of the newest run in the moving averages
 
     def __init__(self) -> None:
@@ -118,8 +121,8 @@ class SoloChoice:
         """True: run this lone batch on the solo session."""
         self._lone += 1
         solo, instance = self.seconds_per_row[True], self.seconds_per_row[False]
-        preferred = solo is None or instance is None or solo <= instance
-        return preferred != (self._lone % self.PROBE_EVERY == 0)
+        preferred = solo is None or instance is None or solo < self.MARGIN * instance
+        return preferred != (self._lone == 2 or self._lone % self.PROBE_EVERY == 0)
 
     def record(self, solo: bool, seconds: float, rows: int) -> None:
         value, old = seconds / max(rows, 1), self.seconds_per_row[solo]
