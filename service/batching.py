@@ -83,6 +83,7 @@ class RunTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running = 0
+        self.begun = 0  # runs ever begun: a run that was alone from start to end saw no change here
 
     @property
     def running(self) -> int:
@@ -93,6 +94,7 @@ class RunTracker:
         with self._lock:
             solo = solo_wanted and self._running == 0
             self._running += 1
+            self.begun += 1
             return solo
 
     def end(self) -> None:
@@ -219,6 +221,7 @@ class Batcher:
                 # Lone: nothing in flight anywhere in the server and nobody else waiting here (queued requests
                 # will want the other instance). Only then may the batch take every core.
                 lone = self._tracker.begin(self._solo_runner is not None and not self._pending)
+                begun = self._tracker.begun
                 solo = lone and self.solo_choice.pick()
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._solo_runner if solo else self._runner, feeds)
@@ -234,7 +237,7 @@ class Batcher:
                         item.future.set_exception(error)
                 continue
             finished = time.perf_counter()
-            if lone:
+            if lone and self._tracker.begun == begun:  # timed alone: no run of ours started meanwhile
                 self.solo_choice.record(solo, finished - started, sum(item.rows for item in batch))
             self._split(batch, outputs, started, finished, solo)
 

@@ -97,12 +97,15 @@ class OnnxRuntimeSession:
              contract: tuple[list[TensorSpec], list[TensorSpec]] | None = None,
              intra_op_threads: int | None = None) -> "OnnxRuntimeSession":
         """contract: the exact inputs and outputs the graph must have (a generation graph's I/O), instead of
-        checking what the manifest declares. intra_op_threads: instead of the settings' (a solo session)."""
+        checking what the manifest declares. intra_op_threads: instead of the settings' (a solo session: its
+        pool threads spin during a run but not after it, when the instances' runs need the cores)."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads or settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.ort_spinning else "0")
+        if intra_op_threads:
+            options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 4  # we log failures ourselves, with the request id
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=resolve_providers(settings.providers))

@@ -337,3 +337,22 @@ def test_solo_choice_prefers_the_faster_per_row_and_probes_the_other():
     choice.record(True, 0.0025, 1)  # back to 0.0055 per row: faster than 0.006, but not by MARGIN
     assert choice.seconds_per_row[True] == pytest.approx(0.0055)
     assert not choice.pick()
+
+
+def test_a_lone_run_that_another_run_overlapped_is_not_timed():
+    instance, solo = RecordingRunner(delay_s=0.002), RecordingRunner(delay_s=0.1)
+
+    async def body():
+        batcher = _solo_batcher(instance, solo)
+        batcher.start()
+        try:
+            lone = asyncio.ensure_future(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))
+            await asyncio.sleep(0.03)  # the lone run is on the solo session; this one overlaps it
+            await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1)
+            return (await lone)[1], batcher.solo_choice.seconds_per_row
+        finally:
+            await batcher.close()
+
+    stats, timings = run(body())
+    assert stats.solo
+    assert timings == {True: None, False: None}  # our own load slowed it: not a lone run's time
