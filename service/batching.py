@@ -151,6 +151,7 @@ class Batcher:
         self._workers: list[asyncio.Task] = []
         self._executor = ThreadPoolExecutor(max_workers=self.instances, thread_name_prefix=f"ort-{name}")
         self._closing = False
+        self._in_flight_rows = 0  # rows in this batcher's runs now (for _share)
 
     @property
     def batching(self) -> bool:
@@ -216,6 +217,7 @@ class Batcher:
                 continue
             started = time.perf_counter()
             lone = solo = False
+            batch_rows = sum(item.rows for item in batch)
             try:
                 feeds = self._merge(batch)
                 # Lone: nothing in flight anywhere in the server and nobody else waiting here (queued requests
@@ -223,10 +225,12 @@ class Batcher:
                 lone = self._tracker.begin(self._solo_runner is not None and not self._pending)
                 begun = self._tracker.begun
                 solo = lone and self.solo_choice.pick()
+                self._in_flight_rows += batch_rows
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._solo_runner if solo else self._runner, feeds)
                 finally:
                     self._tracker.end()
+                    self._in_flight_rows -= batch_rows
             except Exception as exc:  # the model raised: fail this batch only, keep serving
                 log.error("inference failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
                 error = exc if isinstance(exc, (BadRequest, ServiceUnavailable)) else InferenceFailed(
@@ -238,30 +242,41 @@ class Batcher:
                 continue
             finished = time.perf_counter()
             if lone and self._tracker.begun == begun:  # timed alone: no run of ours started meanwhile
-                self.solo_choice.record(solo, finished - started, sum(item.rows for item in batch))
+                self.solo_choice.record(solo, finished - started, batch_rows)
             self._split(batch, outputs, started, finished, solo)
 
+    def _share(self) -> int:
+        """Rows one run may take: with several instances, an even share (rounded up) of the rows queued and
+        running here, so one single-threaded instance does not take a whole crowd while another core idles
+        (say, after a short solo run): the peers run had 31 requests on one thread behind one on the solo session.
+        Not with a queue delay: that policy asks for full batches."""
+        if self.instances < 2 or self.max_delay_s > 0:
+            return self.max_batch_size
+        queued = sum(item.rows for item in self._pending)
+        return max(1, min(self.max_batch_size, -(-(queued + self._in_flight_rows) // self.instances)))
+
     async def _collect(self) -> list[_Item]:
+        limit = self._share() if self.batching else 0
         first = self._pending.popleft()
         batch = [first]
         if not self.batching:
             return batch
         rows = first.rows
         deadline = first.enqueued + self.max_delay_s
-        while rows < self.max_batch_size:
-            taken = self._take_compatible(first.signature, self.max_batch_size - rows)
+        while rows < limit:
+            taken = self._take_compatible(first.signature, limit - rows)
             for item in taken:
                 batch.append(item)
                 rows += item.rows
             remaining = deadline - time.perf_counter()
-            if rows >= self.max_batch_size or remaining <= 0 or self._closing:
+            if rows >= limit or remaining <= 0 or self._closing:
                 break
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except asyncio.TimeoutError:
                 # One last sweep: items may have arrived exactly at the deadline.
-                for item in self._take_compatible(first.signature, self.max_batch_size - rows):
+                for item in self._take_compatible(first.signature, limit - rows):
                     batch.append(item)
                     rows += item.rows
                 break

@@ -356,3 +356,21 @@ def test_a_lone_run_that_another_run_overlapped_is_not_timed():
     stats, timings = run(body())
     assert stats.solo
     assert timings == {True: None, False: None}  # our own load slowed it: not a lone run's time
+
+
+def test_a_crowd_is_shared_between_the_instances_not_taken_by_one():
+    runner = RecordingRunner(delay_s=0.05)
+
+    async def body():
+        batcher = Batcher("m", runner, Batching(max_batch_size=64, max_queue_delay_ms=0), instances=2)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))
+            await asyncio.sleep(0.01)  # one instance busy with one row; 31 arrive
+            await asyncio.gather(first, *(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1) for _ in range(31)))
+        finally:
+            await batcher.close()
+
+    run(body())
+    # The free instance takes its share of the 32 rows (16), not all 31; the rest go to the other one.
+    assert runner.batches[:3] == [1, 16, 15]
