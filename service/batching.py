@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -103,32 +104,39 @@ class RunTracker:
 
 
 class SoloChoice:
-    """For a lone batch: the solo session or an instance, whichever has run lone batches faster per row lately.
-    On idle cores the solo session wins (the CIFAR CNN runs 2x faster on two threads); while other processes
-    keep a core busy, a two-thread run waits on its preempted second thread and loses to one thread (1.75x
-    slower, measured beside a training run). One lone batch in PROBE_EVERY takes the other choice, so both
-    timings stay current (rare enough to leave a lone request's p99 alone), and the second lone batch does,
-    so both are known early. Solo has to be clearly faster (MARGIN): where a second thread barely helps (the
-    sentiment LSTM: 0.54 against 0.49 ms), its pool's spinning costs more than it gives."""
+    """For a lone batch: the solo session or an instance, whichever has run lone requests faster per row lately
+    (the median of each one's last WINDOW runs, timed in the worker thread: a run preempted now and then does
+    not flip the choice). On idle cores the solo session wins (the CIFAR CNN: 2x on two threads); while other
+    processes keep a core busy, a two-thread run waits on its preempted second thread and loses to one thread
+    (1.75x slower, measured beside a training run). The second lone request and one in PROBE_EVERY after it take
+    the other choice, so both timings stay current (rare enough to leave a lone request's p99 alone). Solo has
+    to be clearly faster (MARGIN): where a second thread barely helps (the sentiment LSTM: 0.54 against
+    0.49 ms), its pool costs more than it gives."""
 
     PROBE_EVERY = 200  # 0.5% of lone batches: under the 1% a p99 would show
     MARGIN = 0.85  # solo is preferred while its time per row is below this share of an instance's
-    ALPHA = 0.5  # weight of the newest run in the moving averages
+    WINDOW = 9
 
     def __init__(self) -> None:
-        self.seconds_per_row: dict[bool, float | None] = {True: None, False: None}  # solo, instance
+        self._recent: dict[bool, collections.deque] = {True: collections.deque(maxlen=self.WINDOW),
+                                                        False: collections.deque(maxlen=self.WINDOW)}
         self._lone = 0
+
+    @property
+    def seconds_per_row(self) -> dict[bool, float | None]:
+        """solo (True) and instance (False): median seconds per row of recent lone runs, None before any."""
+        return {solo: statistics.median(runs) if runs else None for solo, runs in self._recent.items()}
 
     def pick(self) -> bool:
         """True: run this lone batch on the solo session."""
         self._lone += 1
-        solo, instance = self.seconds_per_row[True], self.seconds_per_row[False]
+        times = self.seconds_per_row
+        solo, instance = times[True], times[False]
         preferred = solo is None or instance is None or solo < self.MARGIN * instance
         return preferred != (self._lone == 2 or self._lone % self.PROBE_EVERY == 0)
 
     def record(self, solo: bool, seconds: float, rows: int) -> None:
-        value, old = seconds / max(rows, 1), self.seconds_per_row[solo]
-        self.seconds_per_row[solo] = value if old is None else old + self.ALPHA * (value - old)
+        self._recent[solo].append(seconds / max(rows, 1))
 
 
 def _timed(runner: Runner, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:

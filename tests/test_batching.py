@@ -331,12 +331,26 @@ def test_solo_choice_prefers_the_faster_per_row_and_probes_the_other():
     assert choice.seconds_per_row == {True: 0.002, False: 0.006}
     picks = [choice.pick() for _ in range(2 * SoloChoice.PROBE_EVERY)]  # lone batches 3..202
     assert picks.count(False) == 2 and all(picks[:SoloChoice.PROBE_EVERY - 3])
-    choice.record(True, 0.02, 1)  # the solo session got slow: 0.002 + 0.5 * (0.02 - 0.002)
-    assert choice.seconds_per_row[True] == pytest.approx(0.011)
+    for _ in range(2):
+        choice.record(True, 0.02, 1)  # the solo session got slow: median of 0.002, 0.02, 0.02
+    assert choice.seconds_per_row[True] == pytest.approx(0.02)
     assert not choice.pick()
-    choice.record(True, 0.0, 1)  # back to 0.0055 per row: faster than 0.006, but not by MARGIN
+    choice.record(True, 0.0055, 1)  # median 0.0128 of four: still slower
+    choice.record(True, 0.0055, 1)  # median 0.0055: faster than 0.006, but not by MARGIN
     assert choice.seconds_per_row[True] == pytest.approx(0.0055)
     assert not choice.pick()
+
+
+def test_one_slow_solo_run_does_not_flip_the_choice():
+    from service.batching import SoloChoice
+
+    choice = SoloChoice()
+    for _ in range(4):
+        choice.record(True, 0.0025, 1)
+        choice.record(False, 0.0043, 1)
+    choice.record(True, 0.0125, 1)  # preempted once
+    assert choice.seconds_per_row[True] == pytest.approx(0.0025)
+    assert choice.pick()
 
 
 def test_a_lone_run_that_another_run_overlapped_is_not_timed():
