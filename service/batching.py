@@ -7,8 +7,9 @@ event loop never waits on ONNX Runtime.
 
 A model may also have a *solo* runner: a session with every core's threads, used for a batch that
 arrives while no other run is in flight anywhere in the server (``RunTracker``). A lone request then
-gets all the cores, and concurrent ones keep the single-threaded instances that serve load best; while
-lone runs are faster on an instance (cores busy elsewhere), ``SoloChoice`` sends them there.
+gets all the cores, and concurrent ones keep the single-threaded instances that serve load best. (While
+another process keeps a core busy, a two-thread run waits on its preempted thread: measured beside a
+training run, 1.75x slower than one thread. NEUROSERVE_SOLO_SESSION=false for such a machine.)
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -84,7 +84,6 @@ class RunTracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running = 0
-        self.begun = 0  # runs ever begun: a run that was alone from start to end saw no change here
 
     @property
     def running(self) -> int:
@@ -95,55 +94,11 @@ class RunTracker:
         with self._lock:
             solo = solo_wanted and self._running == 0
             self._running += 1
-            self.begun += 1
             return solo
 
     def end(self) -> None:
         with self._lock:
             self._running -= 1
-
-
-class SoloChoice:
-    """For a lone batch: the solo session or an instance, whichever has run lone requests faster per row lately
-    (the median of each one's last WINDOW runs, timed in the worker thread: a run preempted now and then does
-    not flip the choice). On idle cores the solo session wins (the CIFAR CNN: 2x on two threads); while other
-    processes keep a core busy, a two-thread run waits on its preempted second thread and loses to one thread
-    (1.75x slower, measured beside a training run). The second lone request and one in PROBE_EVERY after it take
-    the other choice, so both timings stay current (rare enough to leave a lone request's p99 alone). Solo has
-    to be clearly faster (MARGIN): where a second thread barely helps (the sentiment LSTM: 0.54 against
-    0.49 ms), its pool costs more than it gives."""
-
-    PROBE_EVERY = 200  # 0.5% of lone batches: under the 1% a p99 would show
-    MARGIN = 0.85  # solo is preferred while its time per row is below this share of an instance's
-    WINDOW = 9
-
-    def __init__(self) -> None:
-        self._recent: dict[bool, collections.deque] = {True: collections.deque(maxlen=self.WINDOW),
-                                                        False: collections.deque(maxlen=self.WINDOW)}
-        self._lone = 0
-
-    @property
-    def seconds_per_row(self) -> dict[bool, float | None]:
-        """solo (True) and instance (False): median seconds per row of recent lone runs, None before any."""
-        return {solo: statistics.median(runs) if runs else None for solo, runs in self._recent.items()}
-
-    def pick(self) -> bool:
-        """True: run this lone batch on the solo session."""
-        self._lone += 1
-        times = self.seconds_per_row
-        solo, instance = times[True], times[False]
-        preferred = solo is None or instance is None or solo < self.MARGIN * instance
-        return preferred != (self._lone == 2 or self._lone % self.PROBE_EVERY == 0)
-
-    def record(self, solo: bool, seconds: float, rows: int) -> None:
-        self._recent[solo].append(seconds / max(rows, 1))
-
-
-def _timed(runner: Runner, feeds: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], float]:
-    """Run in the worker thread and time only the run: not the hand-offs, which wait on a busy event loop."""
-    started = time.perf_counter()
-    outputs = runner(feeds)
-    return outputs, time.perf_counter() - started
 
 
 class Batcher:
@@ -153,7 +108,6 @@ class Batcher:
         self._runner = runner
         self._solo_runner = solo_runner  # all cores' threads, for a batch with nothing else in flight
         self._tracker = tracker or RunTracker()
-        self.solo_choice = SoloChoice()
         self.max_batch_size = policy.max_batch_size
         self.max_delay_s = policy.max_queue_delay_ms / 1000.0
         self.max_queue_size = max_queue_size or policy.max_queue_size
@@ -231,19 +185,16 @@ class Batcher:
             if not batch:
                 continue
             started = time.perf_counter()
-            lone = solo = False
+            solo = False
             batch_rows = sum(item.rows for item in batch)
             try:
                 feeds = self._merge(batch)
-                # Lone: nothing in flight anywhere in the server and nobody else waiting here (queued requests
+                # Solo: nothing in flight anywhere in the server and nobody else waiting here (queued requests
                 # will want the other instance). Only then may the batch take every core.
-                lone = self._tracker.begin(self._solo_runner is not None and not self._pending)
-                begun = self._tracker.begun
-                solo = lone and self.solo_choice.pick()
+                solo = self._tracker.begin(self._solo_runner is not None and not self._pending)
                 self._in_flight_rows += batch_rows
                 try:
-                    outputs, run_s = await loop.run_in_executor(self._executor, _timed,
-                                                                self._solo_runner if solo else self._runner, feeds)
+                    outputs = await loop.run_in_executor(self._executor, self._solo_runner if solo else self._runner, feeds)
                 finally:
                     self._tracker.end()
                     self._in_flight_rows -= batch_rows
@@ -257,8 +208,6 @@ class Batcher:
                         item.future.set_exception(error)
                 continue
             finished = time.perf_counter()
-            if lone and self._tracker.begun == begun:  # timed alone: no run of ours started meanwhile
-                self.solo_choice.record(solo, run_s, batch_rows)
             self._split(batch, outputs, started, finished, solo)
 
     def _share(self) -> int:

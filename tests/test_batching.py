@@ -214,7 +214,7 @@ def _solo_batcher(runner, solo_runner, tracker=None, instances=2):
 
 
 def test_a_lone_request_runs_on_the_solo_session():
-    instance, solo = RecordingRunner(delay_s=0.02), RecordingRunner()  # a second thread halves the time
+    instance, solo = RecordingRunner(), RecordingRunner()
 
     async def body():
         batcher = _solo_batcher(instance, solo)
@@ -230,8 +230,8 @@ def test_a_lone_request_runs_on_the_solo_session():
         finally:
             await batcher.close()
 
-    assert run(body()) == [True, False, True]  # the second lone batch times an instance once (SoloChoice)
-    assert solo.batches == [2, 2] and instance.batches == [2]
+    assert run(body()) == [True, True, True]
+    assert solo.batches == [2, 2, 2] and instance.batches == []
 
 
 def test_concurrent_requests_run_on_the_instances_not_the_solo_session():
@@ -292,84 +292,12 @@ def test_a_failing_solo_run_releases_its_slot():
             with pytest.raises(InferenceFailed):
                 await batcher.infer({"x": np.full((1, 2), 7.0, np.float32)}, 1)
             assert tracker.running == 0
-            return [(await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))[1] for _ in range(2)]
+            return (await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))[1]
         finally:
             await batcher.close()
 
-    assert any(stats.solo for stats in run(body()))
+    assert run(body()).solo
     assert solo.batches == [1, 1] and tracker.running == 0
-
-
-def test_lone_batches_move_to_an_instance_while_the_solo_session_is_slower(monkeypatch):
-    from service.batching import SoloChoice
-
-    monkeypatch.setattr(SoloChoice, "PROBE_EVERY", 4)
-    instance, solo = RecordingRunner(delay_s=0.002), RecordingRunner(delay_s=0.03)  # cores busy elsewhere
-
-    async def body():
-        batcher = _solo_batcher(instance, solo)
-        batcher.start()
-        try:
-            return [(await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))[1].solo for _ in range(12)]
-        finally:
-            await batcher.close()
-
-    picks = run(body())
-    # Solo first (no timing yet), the 2nd probes an instance, which was faster: from then on the instance,
-    # except every 4th lone batch, which probes the solo session again.
-    assert picks == [True, False, False, True, False, False, False, True, False, False, False, True]
-
-
-def test_solo_choice_prefers_the_faster_per_row_and_probes_the_other():
-    from service.batching import SoloChoice
-
-    choice = SoloChoice()
-    assert choice.pick()  # nothing measured: solo
-    choice.record(True, 0.004, 2)
-    assert not choice.pick()  # the second lone batch probes an instance
-    choice.record(False, 0.006, 1)
-    assert choice.seconds_per_row == {True: 0.002, False: 0.006}
-    picks = [choice.pick() for _ in range(2 * SoloChoice.PROBE_EVERY)]  # lone batches 3..202
-    assert picks.count(False) == 2 and all(picks[:SoloChoice.PROBE_EVERY - 3])
-    for _ in range(2):
-        choice.record(True, 0.02, 1)  # the solo session got slow: median of 0.002, 0.02, 0.02
-    assert choice.seconds_per_row[True] == pytest.approx(0.02)
-    assert not choice.pick()
-    choice.record(True, 0.0055, 1)  # median 0.0128 of four: still slower
-    choice.record(True, 0.0055, 1)  # median 0.0055: faster than 0.006, but not by MARGIN
-    assert choice.seconds_per_row[True] == pytest.approx(0.0055)
-    assert not choice.pick()
-
-
-def test_one_slow_solo_run_does_not_flip_the_choice():
-    from service.batching import SoloChoice
-
-    choice = SoloChoice()
-    for _ in range(4):
-        choice.record(True, 0.0025, 1)
-        choice.record(False, 0.0043, 1)
-    choice.record(True, 0.0125, 1)  # preempted once
-    assert choice.seconds_per_row[True] == pytest.approx(0.0025)
-    assert choice.pick()
-
-
-def test_a_lone_run_that_another_run_overlapped_is_not_timed():
-    instance, solo = RecordingRunner(delay_s=0.002), RecordingRunner(delay_s=0.1)
-
-    async def body():
-        batcher = _solo_batcher(instance, solo)
-        batcher.start()
-        try:
-            lone = asyncio.ensure_future(batcher.infer({"x": np.ones((1, 2), np.float32)}, 1))
-            await asyncio.sleep(0.03)  # the lone run is on the solo session; this one overlaps it
-            await batcher.infer({"x": np.ones((1, 2), np.float32)}, 1)
-            return (await lone)[1], batcher.solo_choice.seconds_per_row
-        finally:
-            await batcher.close()
-
-    stats, timings = run(body())
-    assert stats.solo
-    assert timings == {True: None, False: None}  # our own load slowed it: not a lone run's time
 
 
 def test_a_crowd_is_shared_between_the_instances_not_taken_by_one():
