@@ -2,6 +2,7 @@
 # Model instances x intra-op threads on the committed models (docs/benchmarks.md): Neuroserve alone,
 # hey for SECONDS per point, binary OIP on cifar10-resnet and the sentiment task endpoint.
 #   bench/instances.sh ["1 2" "2 1" ...]      (each argument: "<instances> <intra-op threads>")
+# The solo session is off unless NEUROSERVE_SOLO_SESSION=true: each layout is measured on its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_POINT="${SECONDS_PER_POINT:-5}"
@@ -26,6 +27,7 @@ configs=("$@")
 for cfg in "${configs[@]}"; do
   set -- $cfg
   NEUROSERVE_LOAD_MODELS=cifar10-resnet,sentiment-lstm NEUROSERVE_MODEL_INSTANCES=$1 NEUROSERVE_INTRA_OP_THREADS=$2 \
+    NEUROSERVE_SOLO_SESSION="${NEUROSERVE_SOLO_SESSION:-false}" \
     NEUROSERVE_LOG_LEVEL=warning .venv/bin/python -m service.cli serve --port "$PORT" >"$tmp/server.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 120); do curl -sf "localhost:$PORT/v2/health/ready" >/dev/null && break; sleep 0.5; done

@@ -185,3 +185,26 @@ def test_peer_venv_has_no_torch(peer):
     assert site and not any((s / "torch").exists() for s in site)
     lock = (ROOT / "bench" / "peers" / f"requirements-{peer}.txt").read_text()
     assert f"{peer}==" in lock and "torch" not in lock
+
+
+def test_profile_buckets_by_the_innermost_known_frame_and_draws_a_flame_graph():
+    import xml.etree.ElementTree as ET
+
+    from bench import profile
+
+    collapsed = "\n".join([
+        "process;thread (1): MainThread;Server.run (uvicorn/server.py:86);classify (service/tasks/vision.py:121);"
+        "decode_image (service/tasks/images.py:110);open (PIL/Image.py:3704) 3",
+        "process;thread (2): ort-m;_worker (concurrent/futures/thread.py:83);"
+        "run (onnxruntime/capi/onnxruntime_inference_collection.py:266) 6",
+        "process;thread (2): ort-m;Thread.run (threading.py:982);_worker (concurrent/futures/thread.py:81) 1",
+        "garbage line",
+    ])
+    stacks = profile.parse_collapsed(collapsed)
+    assert sum(stacks.values()) == 10
+    shares = profile.buckets(stacks)
+    assert shares == {"onnxruntime (session.run)": 0.6, "image decode (PIL)": 0.3,
+                      "threads parked (waiting for work or the GIL)": 0.1}
+    svg = ET.fromstring(profile.flamegraph_svg(stacks, "t"))
+    titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
+    assert any(t.startswith("run (onnxruntime") and "60.0%" in t for t in titles)
