@@ -123,22 +123,29 @@ def require_hey() -> str:
     return hey
 
 
-def run_hey(system: str, encoding: str, url: str, body: bytes, concurrency: int, seconds: float,
-            headers: dict[str, str] | None = None, content_type: str = "application/json") -> Result:
-    """A bounded load run with hey; latencies come from its per-request CSV."""
+def hey_rows(url: str, body: bytes, concurrency: int, seconds: float, headers: dict[str, str] | None = None,
+             content_type: str = "application/json", timeout_s: int = 20) -> list[dict[str, str]]:
+    """A bounded load run with hey: its per-request CSV rows (status-code, response-time, offset...)."""
     body_file = ROOT / "bench" / "results" / f".body-{os.getpid()}-{threading.get_ident()}"
     body_file.parent.mkdir(parents=True, exist_ok=True)
     body_file.write_bytes(body)
     args = [require_hey(), "-z", f"{seconds}s", "-c", str(concurrency), "-m", "POST", "-T", content_type,
-            "-D", str(body_file), "-o", "csv", "-t", "20"]
+            "-D", str(body_file), "-o", "csv", "-t", str(timeout_s)]
     for key, value in (headers or {}).items():
         args += ["-H", f"{key}: {value}"]
     try:
-        output = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+        output = subprocess.run(args + [url], capture_output=True, text=True, timeout=seconds + 60 + timeout_s,
+                                check=True).stdout
     finally:
         body_file.unlink(missing_ok=True)
+    return list(csv.DictReader(io.StringIO(output)))
+
+
+def run_hey(system: str, encoding: str, url: str, body: bytes, concurrency: int, seconds: float,
+            headers: dict[str, str] | None = None, content_type: str = "application/json") -> Result:
+    """A bounded load run with hey; latencies come from its per-request CSV."""
     latencies, errors, last_offset = [], 0, 0.0
-    for row in csv.DictReader(io.StringIO(output)):
+    for row in hey_rows(url, body, concurrency, seconds, headers, content_type):
         if row.get("status-code") != "200":
             errors += 1
             continue

@@ -25,9 +25,7 @@ import io
 import json
 import os
 import random
-import csv
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -38,7 +36,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from bench.common import ROOT, neuroserve, percentile, require_hey
+from bench.common import ROOT, hey_rows, neuroserve, percentile
 
 # What scripts/serve.sh and the Dockerfile set (few glibc malloc arenas for a many-threaded server)
 DEPLOYED_ENV = {"MALLOC_ARENA_MAX": "2"}
@@ -114,17 +112,9 @@ class RssSampler(threading.Thread):
 def hey_flood(url: str, path: str, kwargs: dict, clients: int, seconds: float) -> dict[str, list[float]]:
     """Latencies (ms) by outcome, from hey's per-request CSV."""
     body = kwargs.get("content") or json.dumps(kwargs["json"]).encode()
-    headers = kwargs.get("headers", {})
-    with tempfile.NamedTemporaryFile(suffix=".body") as f:
-        f.write(body)
-        f.flush()
-        args = [require_hey(), "-z", f"{seconds}s", "-c", str(clients), "-m", "POST", "-D", f.name, "-o", "csv",
-                "-t", "30", "-T", "application/octet-stream" if "content" in kwargs else "application/json"]
-        for key, value in headers.items():
-            args += ["-H", f"{key}: {value}"]
-        output = subprocess.run(args + [url + path], capture_output=True, text=True, timeout=seconds + 90).stdout
+    content_type = "application/octet-stream" if "content" in kwargs else "application/json"
     outcomes: dict[str, list[float]] = defaultdict(list)
-    for row in csv.DictReader(io.StringIO(output)):
+    for row in hey_rows(url + path, body, clients, seconds, kwargs.get("headers"), content_type, timeout_s=30):
         outcomes[row.get("status-code") or "error"].append(float(row["response-time"]) * 1000)
     return outcomes
 

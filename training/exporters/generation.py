@@ -140,16 +140,23 @@ def _sweep_rows(args: argparse.Namespace, task: str) -> list[list[Any]]:
     return rows
 
 
+def _start(recipe, args: argparse.Namespace, name: str):
+    """What both exports begin with: the trained model and its tokenizer (copied into the model folder), the data."""
+    torch.set_num_threads(2)
+    model, ckpt, tok = recipe.load_trained(args)
+    train, val = recipe.load(args)
+    out_dir = recipe.models_dir(args) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(recipe.tokenizer_path(args), out_dir / "tokenizer.json")
+    return model, ckpt, tok, train, val, out_dir
+
+
 # -- translation -------------------------------------------------------------------------------
 
 def export_translation(recipe, args: argparse.Namespace) -> int:
-    torch.set_num_threads(2)
     t_start = time.time()
-    model, ckpt, tok = recipe.load_trained(args)
-    c = model.config
-    train, val = recipe.load(args)
-    out_dir = recipe.models_dir(args) / TRANSLATION_NAME
-    version_dir = out_dir / "1"
+    model, ckpt, tok, train, val, out_dir = _start(recipe, args, TRANSLATION_NAME)
+    c, version_dir = model.config, out_dir / "1"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         enc32, dec32 = graphs.export_encoder(model, tmp / "encoder.onnx"), graphs.export_seq2seq_step(model, tmp / "decoder.onnx")
@@ -168,8 +175,6 @@ def export_translation(recipe, args: argparse.Namespace) -> int:
         latency = {"fp32_greedy_sentence_ms": sentence_latency_ms(enc32, dec32, tok, val.src, c),
                    "int8_greedy_sentence_ms": sentence_latency_ms(enc8, dec8, tok, val.src, c)}
     copy = bleu_report(val.src, val.tgt)  # baseline: leave the English as it is
-    shutil.copy(Path(args.checkpoint).parent / "tokenizer.json" if args.checkpoint
-                else recipe.run_dir(args) / "tokenizer.json", out_dir / "tokenizer.json")
     metrics = {"val_bleu_greedy_int8": bleu8["bleu"], "val_bleu_greedy_fp32": bleu32["bleu"],
                "val_bleu_greedy_int8_ci95": bleu8["ci95"], "val_bleu_torch_greedy_at_selection": ckpt["best"]["val_bleu"],
                "baseline_copy_source_bleu": copy["bleu"], "sacrebleu_signature": bleu8["signature"],
@@ -315,13 +320,9 @@ def unigram_ppl(train_rows: list[list[int]], val_rows: list[list[int]], vocab: i
 
 
 def export_chat(recipe, args: argparse.Namespace) -> int:
-    torch.set_num_threads(2)
     t_start = time.time()
-    model, ckpt, tok = recipe.load_trained(args)
-    c = model.config
-    train, val = recipe.load(args)
-    out_dir = recipe.models_dir(args) / CHAT_NAME
-    version_dir = out_dir / "1"
+    model, ckpt, tok, train, val, out_dir = _start(recipe, args, CHAT_NAME)
+    c, version_dir = model.config, out_dir / "1"
     window = ckpt["config"]["context"]
     val_rows = [w for d in val for w in textgen.windows(textgen.transcript_ids(tok, d), window, window)]
     train_rows = [textgen.transcript_ids(tok, d) for d in train]
@@ -339,8 +340,6 @@ def export_chat(recipe, args: argparse.Namespace) -> int:
         sizes = {"fp32_bytes": file_size(dec32), "int8_bytes": file_size(dec8)}
     with torch.no_grad():
         full = recipe.evaluate_model(model, tok, val, None, GenConfig(**ckpt["config"]), torch.device("cpu"), True)
-    shutil.copy(Path(args.checkpoint).parent / "tokenizer.json" if args.checkpoint
-                else recipe.run_dir(args) / "tokenizer.json", out_dir / "tokenizer.json")
     metrics = {"val_ppl": round(full["val_ppl"], 2), "val_reply_ppl": round(full["val_reply_ppl"], 2),
                "baseline_unigram_ppl": round(unigram_ppl(train_rows, val_rows, c.vocab_size), 1),
                "val_subset_ppl_onnx_fp32": round(math.exp(nll32 / n32), 2),

@@ -229,8 +229,11 @@ class GenerationRecipe(Recipe):
         tcfg = TransformerConfig(**ckpt["transformer"])
         model = self.build(tcfg)
         model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-        tok_path = Path(args.checkpoint).parent / "tokenizer.json" if args.checkpoint else self.run_dir(args) / "tokenizer.json"
-        return model.eval(), ckpt, textgen.load_tokenizer(tok_path)
+        return model.eval(), ckpt, textgen.load_tokenizer(self.tokenizer_path(args))
+
+    def tokenizer_path(self, args: argparse.Namespace) -> Path:
+        """The tokenizer the trained checkpoint was trained with: beside --checkpoint, else in the run dir."""
+        return Path(args.checkpoint).parent / "tokenizer.json" if args.checkpoint else self.run_dir(args) / "tokenizer.json"
 
     def evaluate(self, args: argparse.Namespace) -> int:
         model, ckpt, tok = self.load_trained(args)
