@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
         loader = asyncio.create_task(repository.load_all(), name="load-models")

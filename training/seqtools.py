@@ -20,9 +20,31 @@ QUANTILES = (0.1, 0.5, 0.9)
 
 
 # -- training plumbing shared by the sequence recipes -------------------------------------------------
-def config_from_args(default, args) -> object:
-    """A copy of the recipe's default config dataclass with --epochs / --batch-size applied."""
-    overrides = {k: getattr(args, k) for k in ("epochs", "batch_size") if getattr(args, k, None)}
+def parse_setting(default, value: str):
+    """One ``--set key=value`` as the type of ``default``: bool (1/true/yes), int, float, str, or a tuple
+    (comma-separated, of the default's element type; empty = ())."""
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes")
+    if isinstance(default, tuple):
+        kind = type(default[0]) if default else str
+        return tuple(kind(v) for v in value.split(",") if v)
+    return type(default)(value)
+
+
+def config_from_args(default, args, batch_field: str = "batch_size") -> object:
+    """A copy of the recipe's default config dataclass with --epochs / --batch-size (into ``batch_field``) and every
+    ``--set key=value`` applied (e.g. --set amp=true --set teachers=a,b)."""
+    overrides = {}
+    if getattr(args, "epochs", None):
+        overrides["epochs"] = args.epochs
+    if getattr(args, "batch_size", None):
+        overrides[batch_field] = args.batch_size
+    names = [f.name for f in dataclasses.fields(default)]
+    for item in getattr(args, "set", None) or []:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise SystemExit(f"--set {key}: not a field of {type(default).__name__} ({', '.join(names)})")
+        overrides[key] = parse_setting(getattr(default, key), value)
     return dataclasses.replace(default, **overrides)
 
 

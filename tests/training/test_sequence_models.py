@@ -16,6 +16,7 @@ import torch
 
 from service.manifest import read_manifest
 from training.cli import main
+from training.recipes import get_recipe
 from training.data import sentiment as sdata
 from training.export import ort_session
 
@@ -98,21 +99,18 @@ def test_length_batches_cover_every_row_once():
 
 # -- sentiment end to end ----------------------------------------------------------------------------
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("task", ["sentiment-rnn", "sentiment-lstm-distilled"])
+@pytest.mark.parametrize("task", ["sentiment-rnn", "sentiment-lstm"])
 def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer
 
     common = _common(seq_data, tmp_path)
-    if task == "sentiment-lstm-distilled":  # distilled from these two checkpoints (soft labels on train + augmented rows)
-        for teacher in ("sentiment-lstm-teacher", "sentiment-gru"):
-            assert main(["train", teacher, "--epochs", "1", "--batch-size", "32", *common]) == 0
-    assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common]) == 0
+    # sentiment-lstm: without its teacher here (test_transformer_teacher_distils_into_the_lstm covers distillation),
+    # with a bidirectional LM pretraining epoch of the cells
+    extra = ["--set", "teachers=", "--set", "lm_epochs=1"] if task == "sentiment-lstm" else []
+    assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common, *extra]) == 0
     ckpt = torch.load(tmp_path / "ckpt" / task / "last.pt", weights_only=False)
-    if task == "sentiment-lstm-distilled":
-        distill = ckpt["meta"]["distill"]
-        assert [t["task"] for t in distill["teachers"]] == ["sentiment-lstm-teacher", "sentiment-gru"]
-        assert distill["augmented_rows"] > 0
-        assert ckpt["meta"]["lm_pretrain"]["epochs"] > 0  # bidirectional LM pretraining of the cells
+    if task == "sentiment-lstm":
+        assert ckpt["meta"]["lm_pretrain"]["epochs"] == 1 and not ckpt["meta"]["distill"]
     assert ckpt["meta"]["pretrain"]["epochs"] > 0  # skip-gram initialised embeddings
     models = tmp_path / "models"
     assert main(["export", task, "--out", str(models), "--skip-card", *common]) == 0  # raises on parity failure
@@ -124,7 +122,7 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     assert [(t.name, t.datatype, t.shape) for t in m.outputs] == [("probabilities", "FP32", [-1, 2])]
     assert m.tokenizer == "tokenizer.json" and m.parameters["max_tokens"] == 128
     assert m.batching.pad_inputs == {"input_ids": 0} and m.batching.max_batch_size == 64
-    assert m.priority == {"sentiment-rnn": 0, "sentiment-lstm-distilled": -1}[task]
+    assert m.priority == {"sentiment-rnn": 0, "sentiment-lstm": 10}[task]
 
     # the serving path: Tokenizer.from_file -> encode_batch -> ids (truncated) -> ONNX
     tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -144,6 +142,53 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
         one, ln = sdata.pad_batch([s])
         (pi,) = sess.run(None, {"input_ids": one, "lengths": ln})
         assert np.abs(pi[0] - p[i]).max() <= 1e-5
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A 1-layer BERT (random weights) + WordPiece tokenizer in Hugging Face layout: the shape of the real teacher's
+    starting point (a BertModel checkpoint; the classification head is new)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    root = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for t in POS + NEG for w in t.split()})
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words])}
+    BertTokenizerFast(vocab=vocab, do_lower_case=True).save_pretrained(root)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=5 + len(words), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(root)
+    return root
+
+
+@pytest.mark.timeout(180)
+def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert):
+    """Fine-tune the Transformer teacher, then train the LSTM on its soft labels (train rows + noisy copies, which the
+    teacher reads as text joined from the student's word ids), mixed with a same-tokenizer teacher."""
+    common = _common(seq_data, tmp_path)
+    teacher = ["train", "sentiment-minilm-teacher", "--epochs", "3", "--batch-size", "16", *common]
+    assert main([*teacher, "--set", f"base_model={tiny_bert}", "--set", "max_tokens=24", "--set", "lr=0.003"]) == 0
+    tck = torch.load(tmp_path / "ckpt" / "sentiment-minilm-teacher" / "last.pt", weights_only=False)
+    assert tck["meta"]["config"]["base_model"] == str(tiny_bert) and len(tck["history"]["epochs"]) == 3
+    assert tck["history"]["epochs"][-1]["val_acc"] > 0.5  # the toy signal is learnable from 160 phrases
+    assert main(["evaluate", "sentiment-minilm-teacher", "--out", str(tmp_path / "t.json"), *common]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["accuracy"]["n"] == 24
+    with pytest.raises(SystemExit, match="teacher only"):
+        main(["export", "sentiment-minilm-teacher", *common])
+
+    assert main(["train", "sentiment-gru", "--epochs", "1", "--batch-size", "32", *common]) == 0
+    student = ["train", "sentiment-lstm", "--epochs", "1", "--batch-size", "32", *common,
+               "--set", "teachers=sentiment-minilm-teacher,sentiment-gru", "--set", "augment_copies=2",
+               "--set", "augment_min_tokens=4", "--set", "distill_weight=0.7"]
+    assert main(student) == 0
+    assert get_recipe("sentiment-lstm").default.teachers == ("sentiment-minilm-teacher",)  # the served recipe's
+    meta = torch.load(tmp_path / "ckpt" / "sentiment-lstm" / "last.pt", weights_only=False)["meta"]
+    distill = meta["distill"]
+    assert [t["task"] for t in distill["teachers"]] == ["sentiment-minilm-teacher", "sentiment-gru"]
+    assert distill["augmented_rows"] > 0 and distill["weight"] == 0.7
+    assert tuple(meta["config"]["teachers"]) == ("sentiment-minilm-teacher", "sentiment-gru")
+    assert meta["n_train"] == 160 + distill["augmented_rows"]
+    with pytest.raises(SystemExit, match="not a field"):
+        main(["train", "sentiment-lstm", "--set", "no_such_field=1", *common])
 
 
 # -- forecasting helpers -------------------------------------------------------------------------------

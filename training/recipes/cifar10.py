@@ -19,7 +19,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from training.data import cifar10 as data
 from training.loop import epoch_generator, fit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.airbench import AirbenchNet, count_parameters
 from training.recipes.base import Recipe
+from training.seqtools import config_from_args
 
 
 @dataclass
@@ -140,18 +141,7 @@ class Cifar10Recipe(Recipe):
     default = CifarConfig()
 
     def config(self, args: argparse.Namespace) -> CifarConfig:
-        cfg = CifarConfig(**asdict(self.default))
-        if getattr(args, "epochs", None):
-            cfg.epochs = args.epochs
-        if getattr(args, "batch_size", None):
-            cfg.batch_size = args.batch_size
-        kinds = {f.name: type(getattr(cfg, f.name)) for f in fields(CifarConfig)}
-        for item in getattr(args, "set", None) or []:  # --set key=value, e.g. --set amp=true
-            key, _, value = item.partition("=")
-            if key not in kinds or kinds[key] in (tuple, str):
-                raise SystemExit(f"--set {key}: not a numeric/boolean field of {type(cfg).__name__}")
-            cfg = replace(cfg, **{key: value.lower() in ("1", "true", "yes") if kinds[key] is bool else kinds[key](value)})
-        return cfg
+        return config_from_args(self.default, args)
 
     def build(self, cfg: CifarConfig) -> AirbenchNet:
         return AirbenchNet(cfg.widths, bn_momentum=cfg.bn_momentum, scaling=cfg.scaling).to(

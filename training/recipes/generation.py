@@ -20,9 +20,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -31,6 +29,7 @@ from training.loop import hardware, load_checkpoint, save_checkpoint, seed_every
 from training.nets.transformer import (DecoderOnlyLM, Seq2SeqTransformer, TransformerConfig, causal_allowed,
                                        positions_from_mask)
 from training.recipes.base import Recipe
+from training.seqtools import config_from_args
 
 
 @dataclasses.dataclass
@@ -55,20 +54,8 @@ class GenConfig:
 
 
 def apply_overrides(cfg: GenConfig, args: argparse.Namespace) -> GenConfig:
-    """--epochs/--batch-size and any ``--set key=value`` (e.g. --set d_model=384 --set dropout=0.2)."""
-    changes: dict[str, Any] = {}
-    if getattr(args, "epochs", None):
-        changes["epochs"] = args.epochs
-    if getattr(args, "batch_size", None):
-        changes["batch_tokens"] = args.batch_size
-    fields = {f.name: f.type for f in dataclasses.fields(GenConfig)}
-    for item in getattr(args, "set", None) or []:
-        key, _, value = item.partition("=")
-        if key not in fields:
-            raise SystemExit(f"--set {key}: unknown; known: {', '.join(fields)}")
-        kind = type(getattr(cfg, key))
-        changes[key] = kind(value)
-    return dataclasses.replace(cfg, **changes)
+    """--epochs, --batch-size (tokens per batch) and any ``--set key=value`` (e.g. --set d_model=384)."""
+    return config_from_args(cfg, args, batch_field="batch_tokens")
 
 
 def token_batches(lengths: list[int], batch_tokens: int, gen: random.Random, max_rows: int = 512) -> list[list[int]]:
