@@ -5,8 +5,10 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+import sys
 
 import numpy as np
+
 import pytest
 
 
@@ -106,6 +108,18 @@ def test_garbage_bodies_are_400_never_500(client, content):
     response = client.post("/v2/models/add-sub/infer", content=content)
     assert response.status_code == 400
     assert response.json()["error"]
+
+
+def test_the_gil_switch_interval_applies_while_serving(repo_dir):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    before = sys.getswitchinterval()
+    with TestClient(create_app(Settings(models_dir=repo_dir, gil_switch_interval_ms=0.5, log_json=False))):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert sys.getswitchinterval() == before
 
 
 def test_batch_larger_than_max_batch_size_is_400(client):
