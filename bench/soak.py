@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import io
 import json
 import os
@@ -187,6 +188,10 @@ def main() -> None:
     try:
         models = httpx.get(f"{server.url}/v1/models").json()["data"]
         requests = build_requests(models)
+        # the load generator's own full GC passes (tens of ms with the request bodies built) would count as server
+        # latency: freeze what exists now, as the server does after loading its models
+        gc.collect()
+        gc.freeze()
         load_before = os.getloadavg()[0]  # what else the machine was doing
         print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}; "
               f"load average before: {load_before:.2f}")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 
 from fastapi import FastAPI, Request
 from fastapi_offline import FastAPIOffline
@@ -16,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__
 from service.api import oip, ops
 from service.errors import NeuroserveError, error_body
+from service.heap import PauseTimer
 from service.logs import configure_logging
 from service.metrics import Metrics
 from service.middleware import ServingMiddleware
@@ -58,8 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+        pause_timer = PauseTimer(metrics.gc_pause).install()
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
         loader = asyncio.create_task(repository.load_all(), name="load-models")
@@ -72,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await loader
             await repository.close()
-            sys.setswitchinterval(switch_interval)
+            pause_timer.remove()
             log.info("shut down")
 
     app = FastAPIOffline(  # /docs and /redoc from packaged assets: no CDN, works air-gapped

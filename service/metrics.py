@@ -33,6 +33,10 @@ class Metrics:
         self.load_failures = Counter(
             "neuroserve_model_load_failures", "Model loads that failed", ["model"], registry=r
         )
+        self.gc_pause = Histogram(
+            "neuroserve_gc_pause_seconds", "Python garbage-collector passes (every thread waits), by generation",
+            ["generation"], buckets=LATENCY_BUCKETS, registry=r,
+        )
         self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r)
         # generation (translation, chat): the decode-step scheduler of each model
         self.generation_rows = Gauge("neuroserve_generation_rows", "Rows being decoded now (beams and choices count one each)",

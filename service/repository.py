@@ -21,6 +21,7 @@ from service.batching import Batcher, BatchStats, RunTracker, resolve_instances
 from service.errors import BadRequest, ModelLoadError, NotFound, ServiceUnavailable
 from service.generation.engine import GenerationMetrics
 from service.generation.runtime import EngineBatcher, GenerationRuntime, load_generation
+from service.heap import freeze_long_lived
 from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, valid_version
 from service.metrics import Metrics
 from service.runtime import OnnxRuntimeSession
@@ -226,10 +227,16 @@ class ModelRepository:
         for name in names:
             self.entries.setdefault(name, ModelEntry(name=name, state=ModelState.LOADING))
         for name in names:
-            await self.load(name)
+            await self.load(name, settle=False)
         self.startup_complete = True
+        self._settle()
 
-    async def load(self, name: str) -> ModelEntry:
+    def _settle(self) -> None:
+        """After the set of loaded models changed: freeze what is alive now (service/heap.py)."""
+        if self.settings.gc_freeze:
+            freeze_long_lived()
+
+    async def load(self, name: str, settle: bool = True) -> ModelEntry:
         """Load (or atomically reload) every version of a model."""
         folder = self.model_folder(name)
         lock = self._locks.setdefault(name, asyncio.Lock())
@@ -259,6 +266,8 @@ class ModelRepository:
             log.info("model %s ready: versions %s on %s", name, sorted(versions, key=int),
                      next(iter(versions.values())).provider, extra={"model": name})
         await self._retire(old)
+        if settle:
+            self._settle()
         return entry
 
     async def unload(self, name: str) -> None:
@@ -269,6 +278,7 @@ class ModelRepository:
             old, entry.versions = entry.versions, {}
             entry.state, entry.reason = ModelState.UNLOADED, ""
         await self._retire(old)
+        self._settle()
 
     async def close(self) -> None:
         for entry in self.entries.values():
@@ -334,7 +344,8 @@ class ModelRepository:
 
     def _open_generation(self, name: str, manifest: Manifest, version_dir: Path) -> tuple[GenerationRuntime, EngineBatcher]:
         """A translation or chat model: several graphs, one decode engine (service.generation), warmed up."""
-        runtime = load_generation(version_dir, manifest, self.settings, GenerationMetrics(self.metrics, name))
+        runtime = load_generation(version_dir, manifest, self.settings, GenerationMetrics(self.metrics, name),
+                                  tracker=self.runs)
         return runtime, EngineBatcher(f"{name}:{version_dir.name}", runtime, manifest.batching)
 
     def _warm_up(self, session: OnnxRuntimeSession) -> None:

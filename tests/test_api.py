@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import json
 import struct
-import sys
+import time
 
 import numpy as np
 
 import pytest
+
+from tests.conftest import wait_ready
 
 
 def _add_sub_body(rows=1, **extra):
@@ -110,16 +113,33 @@ def test_garbage_bodies_are_400_never_500(client, content):
     assert response.json()["error"]
 
 
-def test_the_gil_switch_interval_applies_while_serving(repo_dir):
+def test_models_loaded_are_frozen_out_of_gc_passes_and_pauses_are_measured(repo_dir):
+    """After the models load, every object alive is in the permanent generation (full passes skip it); a reload
+    freezes again; every pass's duration lands in neuroserve_gc_pause_seconds."""
     from fastapi.testclient import TestClient
 
     from service.app import create_app
     from service.settings import Settings
 
-    before = sys.getswitchinterval()
-    with TestClient(create_app(Settings(models_dir=repo_dir, gil_switch_interval_ms=0.5, log_json=False))):
-        assert sys.getswitchinterval() == pytest.approx(0.0005)
-    assert sys.getswitchinterval() == before
+    gc.unfreeze()
+    try:
+        with TestClient(create_app(Settings(models_dir=repo_dir, log_json=False, log_level="warning"))) as app:
+            deadline = time.monotonic() + 30
+            while not gc.get_freeze_count() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert gc.get_freeze_count() > 1000
+            gc.unfreeze()
+            assert app.post("/v2/repository/models/add-sub/load").status_code == 200
+            assert gc.get_freeze_count() > 1000
+            gc.collect()
+            assert 'neuroserve_gc_pause_seconds_count{generation="2"}' in app.get("/metrics").text
+        gc.unfreeze()
+        with TestClient(create_app(Settings(models_dir=repo_dir, log_json=False, log_level="warning", gc_freeze=False))) as app:
+            wait_ready(app.get)
+            assert app.post("/v2/repository/models/add-sub/load").status_code == 200
+            assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
 
 
 def test_batch_larger_than_max_batch_size_is_400(client):

@@ -315,6 +315,34 @@ def test_requests_join_and_leave_a_running_batch(graphs):
         engine.close()
 
 
+def test_a_decoding_engine_counts_as_a_run_in_flight_so_no_other_model_runs_solo():
+    """While any row decodes, the server's RunTracker sees one run in flight (a lone request of another model then
+    keeps to its single-threaded instance instead of taking every core); idle again, the count drops back to 0."""
+    from service.batching import RunTracker
+
+    tracker = RunTracker()
+    slow = FakeGraphs(lambda s, p: np.eye(V, dtype=np.float32)[5] * 10, delay_s=0.002)
+    engine = engine_for(slow, seq2seq=False, tracker=tracker)
+    try:
+        assert tracker.running == 0 and tracker.begin(True) is True
+        tracker.end()
+        events = BlockingEvents()
+        engine.submit(chat_job([BOS, 4], events, 0, max_new=60))
+        while engine.steps < 5:
+            time.sleep(0.002)
+        assert tracker.running == 1 and tracker.begin(True) is False  # another model's lone request: not solo
+        tracker.end()
+        while events.get(30)[1].kind != "done":
+            pass
+        deadline = time.monotonic() + 5
+        while tracker.running and time.monotonic() < deadline:
+            time.sleep(0.002)
+        assert tracker.running == 0
+    finally:
+        engine.close()
+    assert tracker.running == 0
+
+
 def test_cancelled_jobs_free_their_rows_and_waiting_jobs_are_dropped():
     slow = FakeGraphs(lambda s, p: np.eye(V, dtype=np.float32)[5] * 10, delay_s=0.002)
     engine = engine_for(slow, seq2seq=False, max_rows=8)

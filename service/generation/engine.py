@@ -86,7 +86,7 @@ class GenerationMetrics:
 class Engine:
     def __init__(self, name: str, decoder: Runner, *, cache_shape: tuple[int, int, int], pad_id: int = 0,
                  encoder: Runner | None = None, max_rows: int = 64, max_waiting: int = 256, cached: bool = True,
-                 prefill_tokens: int = 2048, metrics: GenerationMetrics | None = None):
+                 prefill_tokens: int = 2048, metrics: GenerationMetrics | None = None, tracker=None):
         self.name = name
         self.decoder, self.encoder = decoder, encoder
         self.cache_shape = cache_shape  # (layers, heads, head_dim)
@@ -95,6 +95,10 @@ class Engine:
         self.cached = cached
         self.prefill_tokens = prefill_tokens
         self.metrics = metrics
+        # the server's RunTracker (service.batching): one run in flight while any row decodes, so that a lone request
+        # of another model does not take the solo session (every core) while this thread keeps a core busy
+        self._tracker = tracker
+        self._tracked = False
         self._cond = threading.Condition()
         self._waiting: collections.deque[Job] = collections.deque()
         self._running: list[_Running] = []
@@ -163,12 +167,14 @@ class Engine:
                 while not (self._waiting or self._running or self._closing):
                     self._cond.wait()
                 if self._abort or (self._closing and not self._waiting and not self._running):
+                    self._track(False)
                     return
                 for job in [j for j in self._waiting if j.cancelled]:
                     self._waiting.remove(job)
                     self._end(job, "cancelled")
                 new = self._admissible()
             self._drop_cancelled()
+            self._track(bool(new or self._running))
             if new:
                 try:
                     self._admit(new)
@@ -185,6 +191,16 @@ class Engine:
                     for run in failed:
                         self._fail(run.job, InferenceFailed(f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"))
             self._gauges()
+            self._track(bool(self._running or self._waiting))
+
+    def _track(self, busy: bool) -> None:
+        if self._tracker is None or busy == self._tracked:
+            return
+        if busy:
+            self._tracker.begin(False)
+        else:
+            self._tracker.end()
+        self._tracked = busy
 
     def _gauges(self) -> None:
         if self.metrics:

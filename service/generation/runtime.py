@@ -42,7 +42,8 @@ class GenerationRuntime:
     task: str = ""
 
     def __init__(self, path: Path, graphs: dict[str, OnnxRuntimeSession], tokenizer: Tokenizer, params,
-                 settings: Settings, metrics: GenerationMetrics | None = None, name: str = "model", cached: bool = True):
+                 settings: Settings, metrics: GenerationMetrics | None = None, name: str = "model", cached: bool = True,
+                 tracker=None):
         self.path, self.graphs, self.tokenizer, self.params = path, graphs, tokenizer, params
         self.inputs, self.outputs = TEXT_FACE
         self.banned = np.asarray(sorted(self._banned_ids()), np.int64)
@@ -50,7 +51,7 @@ class GenerationRuntime:
         self.engine = Engine(name, graphs["decoder"].run, encoder=encoder.run if encoder else None,
                              cache_shape=(params.layers, params.heads, params.head_dim), pad_id=params.pad_id,
                              max_rows=settings.generation_max_rows, max_waiting=settings.generation_max_waiting,
-                             cached=cached, metrics=metrics).start()
+                             cached=cached, metrics=metrics, tracker=tracker).start()
 
     # ----- what the repository and the OIP routes use, like an OnnxRuntimeSession -----
     @property
@@ -257,8 +258,9 @@ def _inside(folder: Path, relative: str) -> Path:
 
 
 def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, metrics=None,
-                    cached: bool = True) -> GenerationRuntime:
-    """Blocking: open each graph, check it against the contract, load the tokenizer, start and warm the engine."""
+                    cached: bool = True, tracker=None) -> GenerationRuntime:
+    """Blocking: open each graph, check it against the contract, load the tokenizer, start and warm the engine.
+    ``tracker``: the server's RunTracker, told while the engine decodes (so no other model takes every core)."""
     task = manifest.task
     if task not in GRAPHS:
         raise ModelLoadError(f"the manifest names graphs, but {task!r} is not a generation task ({', '.join(GRAPHS)})")
@@ -290,7 +292,7 @@ def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, m
             raise ModelLoadError(f"{path} is missing")
         graphs[role] = OnnxRuntimeSession.load(path, manifest, settings, contract=expected[role])
     runtime = RUNTIMES[task](version_dir, graphs, tokenizer, params, settings, metrics,
-                             name=f"{manifest.name}:{version_dir.name}", cached=cached)
+                             name=f"{manifest.name}:{version_dir.name}", cached=cached, tracker=tracker)
     try:
         runtime.check_shapes()
         runtime.warm_up(settings.warmup_runs)
