@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from training.paths import MODELS_DIR, default_checkpoint_dir, default_data_dir
@@ -35,3 +36,11 @@ class Recipe:
 
     def models_dir(self, args: argparse.Namespace) -> Path:
         return Path(args.out) if args.out else MODELS_DIR
+
+    def report(self, args: argparse.Namespace, result: dict) -> int:
+        """evaluate's answer: the metrics as JSON on stdout, and in --out when given."""
+        text = json.dumps(result, indent=2)
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
+        return 0

@@ -350,11 +350,7 @@ class SentimentRecipe(Recipe):
         model, tok, cfg, ckpt = self.load_trained(args)
         _, val_set = data.load_splits(self.data_dir(args), ckpt["meta"].get("limit"))
         pred = predict_logits(model, data.encode(tok, val_set.texts, cfg.max_tokens)).argmax(1)
-        result = json.dumps({"accuracy": metrics.accuracy_with_ci(pred, val_set.y)}, indent=2)
-        if args.out:
-            Path(args.out).write_text(result)
-        print(result)
-        return 0
+        return self.report(args, {"accuracy": metrics.accuracy_with_ci(pred, val_set.y)})
 
     def export(self, args: argparse.Namespace) -> int:
         t_start = time.time()

@@ -11,7 +11,6 @@ tokenizer, so ``soft_labels`` joins their tokens back into (already normalised) 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -176,11 +175,7 @@ class SentimentTeacherRecipe(Recipe):
         model, tokenizer, cfg, ckpt = self.load_trained(args)
         _, val_set = data.load_splits(self.data_dir(args), ckpt["meta"].get("limit"))
         pred = predict_probs(model, tokenizer, val_set.texts, cfg.max_tokens).argmax(1)
-        result = json.dumps({"accuracy": metrics.accuracy_with_ci(pred, val_set.y)}, indent=2)
-        if args.out:
-            Path(args.out).write_text(result)
-        print(result)
-        return 0
+        return self.report(args, {"accuracy": metrics.accuracy_with_ci(pred, val_set.y)})
 
     def export(self, args: argparse.Namespace) -> int:
         raise SystemExit(f"{self.task} is a distillation teacher only; export the student (sentiment-lstm)")
