@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -21,18 +23,24 @@ def _published(repo, name: str) -> int:
         return 0
 
 
+def _on_disk(repo) -> dict[str, int]:
+    """Blocking (a directory scan and a stat per model): every model name, on disk or loaded, with `created`."""
+    return {name: _published(repo, name) for name in sorted(set(repo.discover()) | set(repo.entries))}
+
+
 @router.get("/v1/models", summary="Every model (OpenAI list shape, plus task, versions, readiness, provider)",
             dependencies=[Depends(require_api_key)], responses={401: {"description": "Missing or wrong API key"}})
 async def list_models(repo: RepositoryDep) -> JSONBytes:
     data = []
-    for row_name in sorted(set(repo.discover()) | set(repo.entries)):
+    created = await asyncio.to_thread(_on_disk, repo)  # off the event loop: it serves every other request meanwhile
+    for row_name, published in created.items():
         entry = repo.entries.get(row_name)
         versions = sorted(entry.versions, key=int) if entry else []
         first = entry.versions[entry.default_version] if entry and entry.versions else None
         data.append({
             "id": row_name,
             "object": "model",
-            "created": _published(repo, row_name),
+            "created": published,
             "owned_by": "neuroserve",
             "task": entry.task if entry else None,
             "versions": versions,
