@@ -7,6 +7,7 @@ old version finish there (its batcher drains before it closes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -127,6 +128,7 @@ class ModelEntry:
     default_version: str | None = None
     task: str = ""
     priority: int = 0
+    published: int = 0  # when the loaded manifest was written (unix seconds): /v1/models' `created`
 
     @property
     def ready(self) -> bool:
@@ -259,6 +261,8 @@ class ModelRepository:
             old = entry.versions
             entry.versions = versions
             entry.task, entry.priority = manifest.task, manifest.priority
+            with contextlib.suppress(OSError):
+                entry.published = int((folder / "manifest.json").stat().st_mtime)
             entry.default_version = manifest.default_version or max(versions, key=int)
             if entry.default_version not in versions:
                 entry.default_version = max(versions, key=int)

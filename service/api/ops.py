@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -16,31 +14,29 @@ router = APIRouter(tags=["ops"])
 
 
 def _published(repo, name: str) -> int:
-    """OpenAI's `created`: when the model's manifest was written (unix seconds); 0 if unknown."""
+    """OpenAI's `created`: when the model's manifest was written (unix seconds); 0 if unknown. A loaded model's was
+    read at load time, so listing costs no filesystem call per model."""
+    entry = repo.entries.get(name)
+    if entry is not None and entry.published:
+        return entry.published
     try:
         return int((repo.model_folder(name) / "manifest.json").stat().st_mtime)
     except (OSError, BadRequest):
         return 0
 
 
-def _on_disk(repo) -> dict[str, int]:
-    """Blocking (a directory scan and a stat per model): every model name, on disk or loaded, with `created`."""
-    return {name: _published(repo, name) for name in sorted(set(repo.discover()) | set(repo.entries))}
-
-
 @router.get("/v1/models", summary="Every model (OpenAI list shape, plus task, versions, readiness, provider)",
             dependencies=[Depends(require_api_key)], responses={401: {"description": "Missing or wrong API key"}})
 async def list_models(repo: RepositoryDep) -> JSONBytes:
     data = []
-    created = await asyncio.to_thread(_on_disk, repo)  # off the event loop: it serves every other request meanwhile
-    for row_name, published in created.items():
+    for row_name in sorted(set(repo.discover()) | set(repo.entries)):
         entry = repo.entries.get(row_name)
         versions = sorted(entry.versions, key=int) if entry else []
         first = entry.versions[entry.default_version] if entry and entry.versions else None
         data.append({
             "id": row_name,
             "object": "model",
-            "created": published,
+            "created": _published(repo, row_name),
             "owned_by": "neuroserve",
             "task": entry.task if entry else None,
             "versions": versions,
