@@ -27,6 +27,8 @@ _id_counter = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):016x}"  # 32 hex digits, as uuid4().hex was
+
+
 UNMETERED = {"/metrics", "/v2/health/live", "/v2/health/ready"}
 # Routes FastAPI adds itself (API reference); guarded here since they take no dependencies.
 DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")

