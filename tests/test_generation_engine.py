@@ -365,6 +365,49 @@ def test_cancelled_jobs_free_their_rows_and_waiting_jobs_are_dropped():
         engine.close()
 
 
+class _Finished:
+    """GenerationMetrics' finish counter alone."""
+
+    def __init__(self):
+        self.reasons: list[str] = []
+        self.rows = self.waiting = self.tokens = self.step_rows = self
+
+    def set(self, value):
+        pass
+
+    inc = observe = set
+
+    def finished(self, reason: str) -> None:
+        self.reasons.append(reason)
+
+
+def test_a_job_cancelled_during_a_step_ends_once():
+    """The client's cancel lands while the engine thread is inside a step, after it read the flag:
+    the run is dropped next round and counted as cancelled once, not once per place that saw the flag."""
+    graphs, finished = FakeGraphs(lambda s, p: np.eye(V, dtype=np.float32)[5] * 10), _Finished()
+    engine = engine_for(graphs, seq2seq=False, metrics=finished)
+    try:
+        events = BlockingEvents()
+        job = chat_job([BOS, 4], events, 0, max_new=1000)
+        advance = job.strategy.advance
+
+        def advance_then_cancel(block):
+            result = advance(block)
+            if engine.steps >= 3:
+                job.cancel()
+            return result
+
+        job.strategy.advance = advance_then_cancel
+        engine.submit(job)
+        deadline = time.monotonic() + 5
+        while job.ended is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(0.05)
+        assert finished.reasons == ["cancelled"] and engine.active_rows == 0
+    finally:
+        engine.close()
+
+
 def test_bounds_refuse_clearly():
     gate, graphs = threading.Event(), FakeGraphs()
     engine = Engine("fake", lambda feeds: (gate.wait(10), graphs.decoder(feeds))[1], cache_shape=(1, 1, 1),

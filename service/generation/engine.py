@@ -320,14 +320,17 @@ class Engine:
         keep, next_ids, still, offset = [], [], [], 0
         for run in self._running:
             block = logits[offset:offset + run.rows]
+            # read once: a client may cancel from another thread during this step, and a run kept for the
+            # next round must not also be counted as ended here (it is dropped, and counted, next round)
+            cancelled = run.job.cancelled
             try:
-                kept, tokens = (np.zeros(0, np.int64),) * 2 if run.job.cancelled else run.job.strategy.advance(block)
+                kept, tokens = (np.zeros(0, np.int64),) * 2 if cancelled else run.job.strategy.advance(block)
             except Exception as exc:  # a bug in one request's decoding must not take the others down
                 log.exception("decoding failed", extra={"model": self.name})
                 self._fail(run.job, InferenceFailed(f"decoding failed: {type(exc).__name__}: {exc}"))
                 kept, tokens = np.zeros(0, np.int64), np.zeros(0, np.int64)
             else:
-                if run.job.cancelled:
+                if cancelled:
                     self._end(run.job, "cancelled")
                 elif not kept.size:
                     self._end(run.job, "done")

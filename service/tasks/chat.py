@@ -13,7 +13,6 @@ from typing import Annotated, AsyncIterator, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.api.deps import RepositoryDep, error_responses, mark_model, run_generation
@@ -22,7 +21,7 @@ from service.generation.contract import CHAT_TASK
 from service.generation.engine import AsyncEvents, Job, cancel_unfinished
 from service.generation.runtime import ChatModel, off_loop
 from service.repository import ModelVersion
-from service.responses import JSONBytes
+from service.responses import GuardedStream, JSONBytes
 from service.security import require_api_key
 
 MAX_MESSAGES = 256
@@ -218,8 +217,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, repo: 
     reply = _Reply(model, len(job.tokens))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return StreamingResponse(_stream(request, model, job, events, reply, body.n, include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return GuardedStream(_stream(request, model, job, events, reply, body.n, include_usage),
+                             on_close=lambda: cancel_unfinished([job]), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     finished = (await run_generation(request, model, [job], events))[0]
     choices = [{"index": e.index, "message": {"role": "assistant", "content": e.text}, "logprobs": None,

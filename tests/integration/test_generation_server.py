@@ -126,6 +126,12 @@ def endless_server(tmp_path_factory, generation_server):
     proc.stop()
 
 
+def _finished(url: str) -> str:
+    """The finish counters and rows in use, for a failure message."""
+    lines = httpx.get(f"{url}/metrics", timeout=10).text.splitlines()
+    return "\n".join(line for line in lines if line.startswith(("neuroserve_generation_finished_total", "neuroserve_generation_rows")))
+
+
 def _wait_for(predicate, timeout_s: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -146,7 +152,8 @@ def test_a_client_that_disconnects_mid_stream_frees_its_work(endless_server):
             received = [next(lines) for _ in range(8)]
             assert any('"content"' in line for line in received)
         # leaving the block closes the connection mid-stream
-    assert _wait_for(lambda: _metric(url, "neuroserve_generation_finished_total", model="endless-chat", reason="cancelled") == 1)
+    assert _wait_for(lambda: _metric(url, "neuroserve_generation_finished_total", model="endless-chat", reason="cancelled") == 1), \
+        _finished(url)
     assert _metric(url, "neuroserve_generation_rows", model="endless-chat") == 0
     generated = _metric(url, "neuroserve_generated_tokens_total", model="endless-chat") - before
     assert generated < 3000, "the reply ran to max_tokens: the disconnect did not stop it"
@@ -156,7 +163,8 @@ def test_a_client_that_disconnects_mid_stream_frees_its_work(endless_server):
     # A non-streamed request whose client gives up is cancelled too.
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{url}/v1/chat/completions", json={**body, "stream": False}, timeout=0.3)
-    assert _wait_for(lambda: _metric(url, "neuroserve_generation_finished_total", model="endless-chat", reason="cancelled") == 2)
+    assert _wait_for(lambda: _metric(url, "neuroserve_generation_finished_total", model="endless-chat", reason="cancelled") == 2), \
+        _finished(url)
     assert _metric(url, "neuroserve_generation_rows", model="endless-chat") == 0
 
 
