@@ -5,7 +5,9 @@
 
 Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every task endpoint (the
 generation ones too: translation, chat, streamed chat) and the Open Inference Protocol for
-`--minutes`, after `--warmup-s` of the same traffic. Reported: requests and errors per route, p50/p99
+`--minutes`, after `--warmup-s` of the same traffic (one unbroken load: the clients do not restart
+between the two), each pausing `--think-ms` on average between requests (0: back to back, the server
+saturated). Reported: requests and errors per route, p50/p99
 per route, and the server's RSS every `--rss-every-s` from the first request: growth is the highest
 sample of the soak's last 30 s against the highest of the warm-up's last 30 s (both under load).
 Phase 2 (overload): `hey` floods a model whose queue holds 64 with 256 connections: every answer must
@@ -135,11 +137,16 @@ def retry_after_check(url: str, path: str, kwargs: dict, clients: int = 200) -> 
     return dict(seen)
 
 
-async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
+async def soak(url: str, requests: dict, clients: int, warmup_s: float, seconds: float, think_ms: float = 0.0) -> dict:
+    """One unbroken load of `warmup_s + seconds`: the clients keep their connections and their pace across the
+    end of the warm-up (a restart would send 32 requests at once, a burst steady traffic never makes). Latencies
+    and errors count for the requests started after the warm-up; the warm-up's errors are counted apart."""
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
+    warmup_errors: list[str] = []
     names = list(requests)
-    stop_at = time.perf_counter() + seconds
+    began = time.perf_counter()
+    measure_from, stop_at = began + warmup_s, began + warmup_s + seconds
 
     async def client(seed: int):
         rnd = random.Random(seed)
@@ -158,12 +165,18 @@ async def soak(url: str, requests: dict, clients: int, seconds: float) -> dict:
                         status = response.status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
-                latencies[name].append((time.perf_counter() - started) * 1000)
-                if status != 200:
-                    errors[name].append(str(status))
+                if started < measure_from:
+                    if status != 200:
+                        warmup_errors.append(f"{name}: {status}")
+                else:
+                    latencies[name].append((time.perf_counter() - started) * 1000)
+                    if status != 200:
+                        errors[name].append(str(status))
+                if think_ms:  # a user's pause between requests: exponential, so arrivals do not fall into step
+                    await asyncio.sleep(rnd.expovariate(1000.0 / think_ms))
 
     await asyncio.gather(*(client(i) for i in range(clients)))
-    return {"latencies": latencies, "errors": errors}
+    return {"latencies": latencies, "errors": errors, "warmup_errors": warmup_errors}
 
 
 def main() -> None:
@@ -172,7 +185,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--warmup-s", type=float, default=120.0,
                         help="traffic before the RSS baseline: long enough for every batch shape and decode length")
+    parser.add_argument("--think-ms", type=float, default=0.0,
+                        help="each client's mean pause between requests (exponential); 0: back to back (saturation)")
     parser.add_argument("--rss-every-s", type=float, default=10.0, help="RSS sampling period")
+    parser.add_argument("--skip", nargs="*", default=[], metavar="ROUTE",
+                        help="leave these routes out of the mix (experiments: which route's load sets the others' tails)")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server (experiments), repeatable")
     parser.add_argument("--fixtures", action="store_true", help="serve the tiny test models instead of models/")
@@ -187,19 +204,18 @@ def main() -> None:
     server = neuroserve(models_dir, env)
     try:
         models = httpx.get(f"{server.url}/v1/models").json()["data"]
-        requests = build_requests(models)
+        requests = {name: request for name, request in build_requests(models).items() if name not in args.skip}
         # the load generator's own full GC passes (tens of ms with the request bodies built) would count as server
         # latency: freeze what exists now, as the server does after loading its models
         gc.collect()
         gc.freeze()
         load_before = os.getloadavg()[0]  # what else the machine was doing
-        print(f"routes: {', '.join(requests)}; {args.clients} clients; {args.minutes:g} min; server env {env}; "
+        print(f"routes: {', '.join(requests)}; {args.clients} clients, think {args.think_ms:g} ms; {args.minutes:g} min; server env {env}; "
               f"load average before: {load_before:.2f}")
         sampler = RssSampler(server.proc.pid, args.rss_every_s)  # from the first request: the whole curve
         sampler.start()
-        warm = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s))
-        warm_end = time.perf_counter() - sampler.started_at
-        result = asyncio.run(soak(server.url, requests, args.clients, args.minutes * 60))
+        warm_end = time.perf_counter() - sampler.started_at + args.warmup_s
+        result = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s, args.minutes * 60, args.think_ms))
         soak_end = time.perf_counter() - sampler.started_at
         sampler.halt.set()
         # Both ends are read under load (an idle instant reads lower: freed buffers go back to the OS), as the
@@ -209,15 +225,17 @@ def main() -> None:
         load_end = os.getloadavg()[0]
         print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
         report = {"load_average_before": load_before, "load_average_end": None, "server_env": env,
-                  "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s,
+                  "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s, "think_ms": args.think_ms,
+                  "requests_per_s": sum(map(len, result["latencies"].values())) / (args.minutes * 60),
                   "routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
-                  "rss_mb_samples": sampler.samples, "warmup_errors": sum(len(v) for v in warm["errors"].values())}
+                  "rss_mb_samples": sampler.samples, "warmup_errors": len(result["warmup_errors"])}
         for name, values in sorted(result["latencies"].items()):
             p50, p99 = statistics.median(values), percentile(values, 99)
             errs = result["errors"].get(name, [])
             report["routes"][name] = {"requests": len(values), "errors": len(errs), "p50_ms": p50, "p99_ms": p99,
                                       "error_kinds": sorted(set(errs))}
             print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+        print(f"\n{report['requests_per_s']:.1f} requests/s over the soak (mean think time {args.think_ms:g} ms)")
         growth = (rss_end - rss_start) / rss_start * 100
         print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")
         print(f"RSS samples (s since the first request, MB; warm-up ends at {warm_end:.0f} s): "
