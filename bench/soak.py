@@ -7,8 +7,8 @@ Phase 1 (soak): `--clients` concurrent clients send a mix of requests to every t
 generation ones too: translation, chat, streamed chat) and the Open Inference Protocol for
 `--minutes`, after `--warmup-s` of the same traffic (one unbroken load: the clients do not restart
 between the two), each pausing `--think-ms` on average between requests (0: back to back, the server
-saturated). Reported: requests and errors per route, p50/p99
-per route, and the server's RSS every `--rss-every-s` from the first request: growth is the highest
+saturated), spread over `--client-processes` load-generator processes. Reported: requests and errors
+per route, p50/p99 per route, and the server's RSS every `--rss-every-s` from the first request: growth is the highest
 sample of the soak's last 30 s against the highest of the warm-up's last 30 s (both under load).
 Phase 2 (overload): `hey` floods a model whose queue holds 64 with 256 connections: every answer must
 be a 200 or a quick 503 with Retry-After (hey is a compiled load generator: the Python clients of
@@ -23,9 +23,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
 import gc
 import io
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -137,24 +139,26 @@ def retry_after_check(url: str, path: str, kwargs: dict, clients: int = 200) -> 
     return dict(seen)
 
 
-async def soak(url: str, requests: dict, clients: int, warmup_s: float, seconds: float, think_ms: float = 0.0) -> dict:
-    """One unbroken load of `warmup_s + seconds`: the clients keep their connections and their pace across the
-    end of the warm-up (a restart would send 32 requests at once, a burst steady traffic never makes). Latencies
-    and errors count for the requests started after the warm-up; the warm-up's errors are counted apart."""
+async def soak(url: str, requests: dict, clients: range, began: float, warmup_s: float, seconds: float,
+               think_ms: float = 0.0) -> dict:
+    """One unbroken load from `began` (time.monotonic(), shared by the client processes) for `warmup_s + seconds`:
+    the clients keep their connections and their pace across the end of the warm-up (a restart would send 32
+    requests at once, a burst steady traffic never makes). Latencies and errors count for the requests started
+    after the warm-up; the warm-up's errors are counted apart. `clients`: the seeds of this process's clients."""
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, list[str]] = defaultdict(list)
     warmup_errors: list[str] = []
     names = list(requests)
-    began = time.perf_counter()
     measure_from, stop_at = began + warmup_s, began + warmup_s + seconds
+    await asyncio.sleep(max(0.0, began - time.monotonic()))
 
     async def client(seed: int):
         rnd = random.Random(seed)
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-            while time.perf_counter() < stop_at:
+            while time.monotonic() < stop_at:
                 name = rnd.choice(names)
                 path, kwargs = requests[name]
-                started = time.perf_counter()
+                started = time.monotonic()
                 try:
                     if kwargs.get("json", {}).get("stream"):
                         async with http.stream("POST", path, **kwargs) as response:
@@ -169,14 +173,39 @@ async def soak(url: str, requests: dict, clients: int, warmup_s: float, seconds:
                     if status != 200:
                         warmup_errors.append(f"{name}: {status}")
                 else:
-                    latencies[name].append((time.perf_counter() - started) * 1000)
+                    latencies[name].append((time.monotonic() - started) * 1000)
                     if status != 200:
                         errors[name].append(str(status))
                 if think_ms:  # a user's pause between requests: exponential, so arrivals do not fall into step
                     await asyncio.sleep(rnd.expovariate(1000.0 / think_ms))
 
-    await asyncio.gather(*(client(i) for i in range(clients)))
+    await asyncio.gather(*(client(i) for i in clients))
     return {"latencies": latencies, "errors": errors, "warmup_errors": warmup_errors}
+
+
+def _soak_process(job: tuple) -> dict:
+    gc.freeze()  # this process's own full GC passes would count as server latency (see main)
+    return asyncio.run(soak(*job))
+
+
+def soak_processes(url: str, requests: dict, clients: int, processes: int, warmup_s: float, seconds: float,
+                   think_ms: float) -> dict:
+    """`clients` spread over `processes` load-generator processes. One Python event loop driving 32 httpx
+    clients is itself a source of latency (its own loop lag reached 7 ms at p99 in the soak); several loops
+    measure the server, not the generator. The processes start together on a shared monotonic clock."""
+    if processes <= 1:
+        return asyncio.run(soak(url, requests, range(clients), time.monotonic(), warmup_s, seconds, think_ms))
+    began = time.monotonic() + 3.0  # time for the workers to start and import
+    jobs = [(url, requests, range(i, clients, processes), began, warmup_s, seconds, think_ms) for i in range(processes)]
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_soak_process, jobs))
+    merged = {"latencies": defaultdict(list), "errors": defaultdict(list), "warmup_errors": []}
+    for part in parts:
+        for key in ("latencies", "errors"):
+            for name, values in part[key].items():
+                merged[key][name].extend(values)
+        merged["warmup_errors"].extend(part["warmup_errors"])
+    return merged
 
 
 def main() -> None:
@@ -188,6 +217,8 @@ def main() -> None:
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="each client's mean pause between requests (exponential); 0: back to back (saturation)")
     parser.add_argument("--rss-every-s", type=float, default=10.0, help="RSS sampling period")
+    parser.add_argument("--client-processes", type=int, default=1,
+                        help="load-generator processes the clients are spread over (each its own event loop)")
     parser.add_argument("--skip", nargs="*", default=[], metavar="ROUTE",
                         help="leave these routes out of the mix (experiments: which route's load sets the others' tails)")
     parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
@@ -210,12 +241,13 @@ def main() -> None:
         gc.collect()
         gc.freeze()
         load_before = os.getloadavg()[0]  # what else the machine was doing
-        print(f"routes: {', '.join(requests)}; {args.clients} clients, think {args.think_ms:g} ms; {args.minutes:g} min; server env {env}; "
+        print(f"routes: {', '.join(requests)}; {args.clients} clients in {args.client_processes} process(es), think {args.think_ms:g} ms; {args.minutes:g} min; server env {env}; "
               f"load average before: {load_before:.2f}")
         sampler = RssSampler(server.proc.pid, args.rss_every_s)  # from the first request: the whole curve
         sampler.start()
-        warm_end = time.perf_counter() - sampler.started_at + args.warmup_s
-        result = asyncio.run(soak(server.url, requests, args.clients, args.warmup_s, args.minutes * 60, args.think_ms))
+        warm_end = time.perf_counter() - sampler.started_at + args.warmup_s + (3.0 if args.client_processes > 1 else 0.0)
+        result = soak_processes(server.url, requests, args.clients, args.client_processes, args.warmup_s,
+                                args.minutes * 60, args.think_ms)
         soak_end = time.perf_counter() - sampler.started_at
         sampler.halt.set()
         # Both ends are read under load (an idle instant reads lower: freed buffers go back to the OS), as the
@@ -226,6 +258,7 @@ def main() -> None:
         print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
         report = {"load_average_before": load_before, "load_average_end": None, "server_env": env,
                   "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s, "think_ms": args.think_ms,
+                  "client_processes": args.client_processes,
                   "requests_per_s": sum(map(len, result["latencies"].values())) / (args.minutes * 60),
                   "routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
                   "rss_mb_samples": sampler.samples, "warmup_errors": len(result["warmup_errors"])}

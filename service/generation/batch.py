@@ -22,9 +22,14 @@ def pad_to(array: np.ndarray, axis: int, length: int, left: bool = True) -> np.n
     missing = length - array.shape[axis]
     if missing == 0:
         return array
-    pad = [(0, 0)] * array.ndim
-    pad[axis] = (missing, 0) if left else (0, missing)
-    return np.pad(array, pad)
+    # zeros + one slice copy: np.pad's general machinery cost more than the copy (a decode-thread hot spot)
+    shape = list(array.shape)
+    shape[axis] = length
+    out = np.zeros(shape, array.dtype)
+    index = [slice(None)] * array.ndim
+    index[axis] = slice(missing, None) if left else slice(0, array.shape[axis])
+    out[tuple(index)] = array
+    return out
 
 
 def positions_from_mask(mask: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import collections
 import logging
 import queue
 import threading
+import weakref
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -31,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
-from service.generation.batch import Rows, pad_to, positions_from_mask
+from service.generation.batch import Rows, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
 
 log = logging.getLogger("neuroserve.generation")
@@ -294,11 +295,24 @@ class Engine:
     def _cross_feeds(self) -> dict[str, np.ndarray]:
         layout = tuple((id(run.job), run.rows) for run in self._running)
         if layout != self._cross_layout:
+            # Rebuilt whenever a request joins or leaves: each source's K, V and mask written once per row of
+            # its job into arrays padded to the longest source (one allocation each, no pad/repeat/concat copies)
             length = max(run.cross[0].shape[3] for run in self._running)
-            parts = [[np.repeat(pad_to(part, axis, length, left=False), run.rows, axis=1 if axis == 3 else 0)
-                      for part, axis in zip(run.cross, (3, 3, 1))] for run in self._running]
-            self._cross = {name: np.concatenate([p[i] for p in parts], axis=1 if i < 2 else 0)
-                           for i, name in enumerate(("cross_key", "cross_value", "encoder_attention_mask"))}
+            total = sum(run.rows for run in self._running)
+            key0, _, mask0 = self._running[0].cross
+            layers, _, heads, _, head_dim = key0.shape
+            key = np.zeros((layers, total, heads, length, head_dim), key0.dtype)
+            value = np.zeros_like(key)
+            mask = np.zeros((total, length), mask0.dtype)
+            row = 0
+            for run in self._running:
+                run_key, run_value, run_mask = run.cross
+                source, end = run_key.shape[3], row + run.rows
+                key[:, row:end, :, :source] = run_key
+                value[:, row:end, :, :source] = run_value
+                mask[row:end, :source] = run_mask
+                row = end
+            self._cross = {"cross_key": key, "cross_value": value, "encoder_attention_mask": mask}
             self._cross_layout = layout
         return self._cross
 
@@ -354,19 +368,57 @@ class Engine:
 
 # ----- consumers -----
 
+class _Mailbox:
+    """Events from the engine threads to one event loop, delivered in bursts: an engine step emits an event
+    per row, and a call_soon_threadsafe each (a self-pipe write, a loop turn, the GIL handed over) put the
+    decode threads' chatter on the loop that every other request waits for. One wake-up per burst."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._items: list[tuple[asyncio.Queue, Any]] = []
+        self._scheduled = False
+
+    def post(self, target: asyncio.Queue, item: Any) -> None:
+        with self._lock:
+            self._items.append((target, item))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
+
+    def _deliver(self) -> None:
+        with self._lock:
+            items, self._items, self._scheduled = self._items, [], False
+        for target, item in items:
+            target.put_nowait(item)
+
+
+_mailboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox]" = weakref.WeakKeyDictionary()
+_mailboxes_lock = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    with _mailboxes_lock:
+        box = _mailboxes.get(loop)
+        if box is None:
+            box = _mailboxes[loop] = _Mailbox(loop)
+        return box
+
+
 class AsyncEvents:
     """Events of one or more jobs, delivered on the event loop; each item is (tag, Event)."""
 
     def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._mailbox = _mailbox(asyncio.get_running_loop())
         self._queue: asyncio.Queue = asyncio.Queue()
 
     def sink(self, tag: Any = 0) -> Sink:
         def put(event: Event) -> None:
-            try:
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, (tag, event))
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
+            self._mailbox.post(self._queue, (tag, event))
         return put
 
     async def get(self) -> tuple[Any, Event]:
