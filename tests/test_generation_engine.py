@@ -471,3 +471,44 @@ def test_rows_concat_take_and_trim():
 
 def test_event_defaults():
     assert Event("done").index == 0 and Event("finish", reason="stop").reason == "stop"
+
+
+def test_async_events_from_a_thread_arrive_in_order_with_few_loop_wakeups():
+    """An engine step emits an event per row; they reach the loop in order, in bursts, not one wake-up each."""
+    import asyncio
+
+    from service.generation.engine import AsyncEvents
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+
+        def counting(callback, *args, **kwargs):
+            wakeups.append(callback)
+            return real(callback, *args, **kwargs)
+
+        loop.call_soon_threadsafe = counting
+        try:
+            first, second = AsyncEvents(), AsyncEvents()
+            sinks = [first.sink(0), second.sink(1)]
+            emitted = threading.Event()
+
+            def engine_step():
+                for i in range(200):
+                    sinks[i % 2](Event("delta", i))
+                emitted.set()
+
+            thread = threading.Thread(target=engine_step)
+            thread.start()
+            got = {0: [], 1: []}
+            for _ in range(100):
+                got[0].append((await first.get())[1].index)
+                got[1].append((await second.get())[1].index)
+            thread.join()
+        finally:
+            loop.call_soon_threadsafe = real
+        assert got[0] == list(range(0, 200, 2)) and got[1] == list(range(1, 200, 2))
+        assert emitted.is_set() and 1 <= len(wakeups) < 200
+
+    asyncio.run(main())
