@@ -24,8 +24,8 @@ import collections
 import logging
 import queue
 import threading
-import weakref
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -380,6 +380,8 @@ class _Mailbox:
         self._scheduled = False
 
     def post(self, target: asyncio.Queue, item: Any) -> None:
+        if self._loop.is_closed():  # nobody is listening any more
+            return
         with self._lock:
             self._items.append((target, item))
             if self._scheduled:
@@ -387,8 +389,9 @@ class _Mailbox:
             self._scheduled = True
         try:
             self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            pass
+        except RuntimeError:  # closed in between
+            with self._lock:
+                self._items.clear()
 
     def _deliver(self) -> None:
         with self._lock:
