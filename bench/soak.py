@@ -106,12 +106,12 @@ class RssSampler(threading.Thread):
     def __init__(self, pid: int, every_s: float):
         super().__init__(daemon=True)
         self.pid, self.every_s, self.samples = pid, every_s, []
-        self.started_at = time.perf_counter()
+        self.started_at = time.monotonic()
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.wait(self.every_s):
-            self.samples.append((round(time.perf_counter() - self.started_at), round(rss_mb(self.pid), 1)))
+            self.samples.append((round(time.monotonic() - self.started_at), round(rss_mb(self.pid), 1)))
 
 
 def hey_flood(url: str, path: str, kwargs: dict, clients: int, seconds: float) -> dict[str, list[float]]:
@@ -188,14 +188,13 @@ def _soak_process(job: tuple) -> dict:
     return asyncio.run(soak(*job))
 
 
-def soak_processes(url: str, requests: dict, clients: int, processes: int, warmup_s: float, seconds: float,
-                   think_ms: float) -> dict:
+def soak_processes(url: str, requests: dict, clients: int, processes: int, began: float, warmup_s: float,
+                   seconds: float, think_ms: float) -> dict:
     """`clients` spread over `processes` load-generator processes. One Python event loop driving 32 httpx
     clients is itself a source of latency (its own loop lag reached 7 ms at p99 in the soak); several loops
     measure the server, not the generator. The processes start together on a shared monotonic clock."""
     if processes <= 1:
-        return asyncio.run(soak(url, requests, range(clients), time.monotonic(), warmup_s, seconds, think_ms))
-    began = time.monotonic() + 3.0  # time for the workers to start and import
+        return asyncio.run(soak(url, requests, range(clients), began, warmup_s, seconds, think_ms))
     jobs = [(url, requests, range(i, clients, processes), began, warmup_s, seconds, think_ms) for i in range(processes)]
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
         parts = list(pool.map(_soak_process, jobs))
@@ -248,10 +247,11 @@ def main() -> None:
               f"load average before: {load_before:.2f}")
         sampler = RssSampler(server.proc.pid, args.rss_every_s)  # from the first request: the whole curve
         sampler.start()
-        warm_end = time.perf_counter() - sampler.started_at + args.warmup_s + (3.0 if args.client_processes > 1 else 0.0)
-        result = soak_processes(server.url, requests, args.clients, args.client_processes, args.warmup_s,
+        began = time.monotonic() + (3.0 if args.client_processes > 1 else 0.0)  # time for client processes to start
+        warm_end = began + args.warmup_s - sampler.started_at
+        result = soak_processes(server.url, requests, args.clients, args.client_processes, began, args.warmup_s,
                                 args.minutes * 60, args.think_ms)
-        soak_end = time.perf_counter() - sampler.started_at
+        soak_end = time.monotonic() - sampler.started_at
         sampler.halt.set()
         # Both ends are read under load (an idle instant reads lower: freed buffers go back to the OS), as the
         # highest sample of the last 30 s of the warm-up and of the soak.

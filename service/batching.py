@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import numpy as np
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.manifest import Batching
 from service.settings import default_instances
+from service.threads import RunThreads
 
 log = logging.getLogger("neuroserve.batching")
 
@@ -99,50 +99,6 @@ class RunTracker:
     def end(self) -> None:
         with self._lock:
             self._running -= 1
-
-
-class RunThreads:
-    """`count` threads that run a batcher's session calls: a C queue in, one loop callback out per result.
-    `loop.run_in_executor` did the same through ThreadPoolExecutor.submit and two chained futures, 8% of
-    the event loop's GIL time under the soak (py-spy)."""
-
-    def __init__(self, count: int, name: str):
-        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [threading.Thread(target=self._serve, name=f"{name}_{i}", daemon=True) for i in range(count)]
-        for thread in self._threads:
-            thread.start()
-
-    def run(self, fn: Callable, arg) -> asyncio.Future:
-        """fn(arg) on one of the threads; the returned future settles on the calling loop."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._inbox.put((loop, future, fn, arg))
-        return future
-
-    def shutdown(self) -> None:
-        for _ in self._threads:
-            self._inbox.put(None)
-
-    def _serve(self) -> None:
-        while (work := self._inbox.get()) is not None:
-            loop, future, fn, arg = work
-            try:
-                result, error = fn(arg), None
-            except BaseException as exc:  # handed to the awaiting request, as run_in_executor does
-                result, error = None, exc
-            try:
-                loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                pass
-
-
-def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
-    if future.done():  # cancelled while it ran
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
 
 
 class Batcher:

@@ -7,7 +7,6 @@ old version finish there (its batcher drains before it closes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
@@ -138,6 +137,14 @@ class ModelEntry:
 Preparer = Callable[[ModelVersion], dict]
 
 
+def manifest_published(folder: Path) -> int:
+    """When a model folder's manifest was written (unix seconds; 0 if it has none): /v1/models' `created`."""
+    try:
+        return int((folder / "manifest.json").stat().st_mtime)
+    except OSError:
+        return 0
+
+
 class ModelRepository:
     """Loads models; `preparers` (task -> callable) let task adapters check and prepare a version at
     load time (a tokenizer file, a label count), so a model that cannot serve its task fails to load."""
@@ -261,8 +268,7 @@ class ModelRepository:
             old = entry.versions
             entry.versions = versions
             entry.task, entry.priority = manifest.task, manifest.priority
-            with contextlib.suppress(OSError):
-                entry.published = int((folder / "manifest.json").stat().st_mtime)
+            entry.published = manifest_published(folder)
             entry.default_version = manifest.default_version or max(versions, key=int)
             if entry.default_version not in versions:
                 entry.default_version = max(versions, key=int)

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import RepositoryDep
 from service.errors import BadRequest
+from service.repository import manifest_published
 from service.responses import JSONBytes
 from service.security import require_api_key
 
@@ -20,8 +21,8 @@ def _published(repo, name: str) -> int:
     if entry is not None and entry.published:
         return entry.published
     try:
-        return int((repo.model_folder(name) / "manifest.json").stat().st_mtime)
-    except (OSError, BadRequest):
+        return manifest_published(repo.model_folder(name))
+    except BadRequest:
         return 0
 
 

@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,6 +33,7 @@ import numpy as np
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.generation.batch import Rows, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
+from service.threads import mailbox_for
 
 log = logging.getLogger("neuroserve.generation")
 
@@ -368,60 +368,16 @@ class Engine:
 
 # ----- consumers -----
 
-class _Mailbox:
-    """Events from the engine threads to one event loop, delivered in bursts: an engine step emits an event
-    per row, and a call_soon_threadsafe each (a self-pipe write, a loop turn, the GIL handed over) put the
-    decode threads' chatter on the loop that every other request waits for. One wake-up per burst."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self._loop = loop
-        self._lock = threading.Lock()
-        self._items: list[tuple[asyncio.Queue, Any]] = []
-        self._scheduled = False
-
-    def post(self, target: asyncio.Queue, item: Any) -> None:
-        if self._loop.is_closed():  # nobody is listening any more
-            return
-        with self._lock:
-            self._items.append((target, item))
-            if self._scheduled:
-                return
-            self._scheduled = True
-        try:
-            self._loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # closed in between
-            with self._lock:
-                self._items.clear()
-
-    def _deliver(self) -> None:
-        with self._lock:
-            items, self._items, self._scheduled = self._items, [], False
-        for target, item in items:
-            target.put_nowait(item)
-
-
-_mailboxes: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox]" = weakref.WeakKeyDictionary()
-_mailboxes_lock = threading.Lock()
-
-
-def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
-    with _mailboxes_lock:
-        box = _mailboxes.get(loop)
-        if box is None:
-            box = _mailboxes[loop] = _Mailbox(loop)
-        return box
-
-
 class AsyncEvents:
     """Events of one or more jobs, delivered on the event loop; each item is (tag, Event)."""
 
     def __init__(self) -> None:
-        self._mailbox = _mailbox(asyncio.get_running_loop())
+        self._mailbox = mailbox_for(asyncio.get_running_loop())
         self._queue: asyncio.Queue = asyncio.Queue()
 
     def sink(self, tag: Any = 0) -> Sink:
         def put(event: Event) -> None:
-            self._mailbox.post(self._queue, (tag, event))
+            self._mailbox.post(self._queue.put_nowait, (tag, event))
         return put
 
     async def get(self) -> tuple[Any, Event]:

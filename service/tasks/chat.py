@@ -175,31 +175,29 @@ class _Reply:
 
 async def _stream(request: Request, model: ModelVersion, job: Job, events: AsyncEvents, reply: _Reply, n: int,
                   include_usage: bool) -> AsyncIterator[bytes]:
-    """Chunks as the engine produces tokens; the job is cancelled (its rows freed) if the client goes away."""
+    """Chunks as the engine produces tokens. Freeing the job's rows when the stream ends early is the
+    response's close hook (GuardedStream), not this generator's: a generator left in a drain is not closed."""
     extra = {"usage": None} if include_usage else {}
     completion = 0
-    try:
-        for index in range(n):
-            yield reply.chunk(index, {"role": "assistant", "content": ""}, **extra)
-        while True:
-            _, event = await events.get()
-            if event.kind == "delta":
-                yield reply.chunk(event.index, {"content": event.text}, **extra)
-            elif event.kind == "finish":
-                completion += event.tokens
-                yield reply.chunk(event.index, {}, event.reason, **extra)
-            elif event.kind == "error":
-                error = event.error
-                status = error.status_code if isinstance(error, NeuroserveError) else 500
-                yield _sse(error_body(request.url.path, status, getattr(error, "message", str(error))))
-                break
-            else:  # done
-                if include_usage:
-                    yield _sse({**reply.head, "object": "chat.completion.chunk", "choices": [], "usage": reply.usage(completion)})
-                break
-        yield b"data: [DONE]\n\n"
-    finally:
-        cancel_unfinished([job])
+    for index in range(n):
+        yield reply.chunk(index, {"role": "assistant", "content": ""}, **extra)
+    while True:
+        _, event = await events.get()
+        if event.kind == "delta":
+            yield reply.chunk(event.index, {"content": event.text}, **extra)
+        elif event.kind == "finish":
+            completion += event.tokens
+            yield reply.chunk(event.index, {}, event.reason, **extra)
+        elif event.kind == "error":
+            error = event.error
+            status = error.status_code if isinstance(error, NeuroserveError) else 500
+            yield _sse(error_body(request.url.path, status, getattr(error, "message", str(error))))
+            break
+        else:  # done
+            if include_usage:
+                yield _sse({**reply.head, "object": "chat.completion.chunk", "choices": [], "usage": reply.usage(completion)})
+            break
+    yield b"data: [DONE]\n\n"
 
 
 @router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible; stream=true for server-sent events)",
