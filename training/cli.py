@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--note", help="export: a provenance note for the card (e.g. how the run was interrupted)")
+        p.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT",
+                       help="export (cifar10): more trained checkpoints of the same task and split; the graph "
+                            "averages their logits with the main checkpoint's")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
         p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
                                                         "(generation recipes)")

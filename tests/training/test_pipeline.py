@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -44,6 +45,46 @@ def test_cifar_small_train_resume_export(tiny_data, tmp_path, capsys):
         assert probs.shape == (b, 10)
         np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert main(["evaluate", "cifar10-small", *common]) == 0
+
+
+@pytest.mark.timeout(240)
+def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
+    from training.exporters.cifar10 import LogitEnsemble, TTAClassifier
+    from training.recipes import get_recipe
+
+    args = ["--epochs", "1", "--batch-size", "64", "--data-dir", str(tiny_data), "--quiet"]
+    for seed in (0, 1):
+        assert main(["train", "cifar10-small", "--seed", str(seed), "--checkpoint-dir", str(tmp_path / f"s{seed}"), *args]) == 0
+    other = tmp_path / "s1" / "cifar10-small" / "last.pt"
+    models = tmp_path / "models"
+    assert main(["export", "cifar10-small", "--out", str(models), "--checkpoint-dir", str(tmp_path / "s0"),
+                 "--ensemble", str(other), *args[4:]]) == 0
+    card = json.loads((models / "cifar10-small" / "card.json").read_text())
+    assert [m["seed"] for m in card["metrics"]["ensemble"]["members"]] == [0, 1]
+    assert [m["seed"] for m in card["provenance"]["ensemble_members"]] == [0, 1]
+    assert len(card["provenance"]["training_command"].splitlines()) == 2  # one training command per member
+    assert "Ensemble of 2" in (models / "cifar10-small" / "README.md").read_text()
+
+    recipe = get_recipe("cifar10-small")
+    nets = [recipe.load_trained(argparse.Namespace(checkpoint=str(tmp_path / f"s{seed}" / "cifar10-small" / "last.pt")))[0]
+            for seed in (0, 1)]
+    images = torch.from_numpy(random_images((32, 32, 3), seed=3)(4))
+    level = card["config"]["tta_level"]
+    with torch.no_grad():
+        expected = TTAClassifier(LogitEnsemble(nets), level)(images).numpy()
+        first_alone = TTAClassifier(nets[0], level)(images).numpy()
+    (served,) = ort_session(models / "cifar10-small" / "1" / "model.onnx").run(None, {"images": images.numpy()})
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert not np.allclose(served, first_alone, atol=1e-3)  # really both members, not the first one
+
+
+def test_cifar_ensemble_refuses_members_validated_on_other_images(tiny_data, tmp_path):
+    args = ["--epochs", "1", "--batch-size", "64", "--limit", "300", "--data-dir", str(tiny_data), "--quiet"]
+    assert main(["train", "cifar10-small", "--checkpoint-dir", str(tmp_path / "a"), *args]) == 0
+    assert main(["train", "cifar10-small", "--checkpoint-dir", str(tmp_path / "b"), *args[:4], *args[6:]]) == 0
+    with pytest.raises(SystemExit, match="validated on different images"):
+        main(["export", "cifar10-small", "--out", str(tmp_path / "models"), "--checkpoint-dir", str(tmp_path / "a"),
+              "--ensemble", str(tmp_path / "b" / "cifar10-small" / "last.pt"), "--data-dir", str(tiny_data), "--quiet"])
 
 
 @pytest.mark.timeout(240)

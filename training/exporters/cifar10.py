@@ -17,7 +17,7 @@ from training.export import (Normalize, benchmark, export_onnx, file_size, ort_s
                              quantize_static_int8, random_images)
 from training.loop import export_command, git_commit
 from training.nets.airbench import count_parameters
-from training.recipes.cifar10 import tta_logits
+from training.recipes.cifar10 import predict_logits, to_float, tta_logits
 
 # What the graph does for each test-time-augmentation level (training/recipes/cifar10.py: tta_logits).
 TTA = {
@@ -35,6 +35,35 @@ def preprocessing(tta_level: int) -> dict[str, Any]:
         "in_graph": f"x/255, (x - mean) / std per channel, NHWC->NCHW, {TTA[tta_level][1]}, softmax",
         "mean": list(data.MEAN), "std": list(data.STD),
     }
+
+
+class LogitEnsemble(nn.Module):
+    """Several trained networks as one: the mean of their logits (TTA then averages the ensemble's)."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(nets)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(x) for net in self.members]).mean(0)
+
+
+def load_members(recipe, args: argparse.Namespace) -> list[tuple[nn.Module, dict[str, Any]]]:
+    """The main checkpoint and the ``--ensemble`` ones; all must share the validation split and model name,
+    or the ensemble's validation figure would count images some member trained on."""
+    members = [recipe.load_trained(args)]
+    for path in getattr(args, "ensemble", None) or []:
+        members.append(recipe.load_trained(argparse.Namespace(**{**vars(args), "checkpoint": path})))
+    first = members[0][1]["meta"]
+    for _, ckpt in members[1:]:
+        meta = ckpt["meta"]
+        for key in ("val_size", "split_seed", "model_name"):
+            if meta["config"][key] != first["config"][key]:
+                raise SystemExit(f"--ensemble: {key} {meta['config'][key]!r} differs from the main checkpoint's "
+                                 f"{first['config'][key]!r}")
+        if meta.get("limit") != first.get("limit") or meta["val_index"] != first["val_index"]:
+            raise SystemExit("--ensemble: the checkpoints were validated on different images")
+    return members
 
 
 class TTAClassifier(nn.Module):
@@ -56,6 +85,24 @@ IO = {
     "inputs": [{"name": "images", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 10]}],
 }
+
+
+def ensemble_metrics(members, ensemble: nn.Module, val_split) -> dict[str, Any]:
+    """Validation accuracy (PyTorch) of each member alone and of the ensemble, per TTA level: what averaging bought."""
+    x_val = to_float(val_split.x)
+    out: dict[str, Any] = {"members": []}
+    for net, ckpt in [*members, (ensemble, None)]:
+        row = {"seed": ckpt["meta"]["seed"]} if ckpt else {}
+        for level in TTA:
+            pred = predict_logits(net, x_val, tta=level).argmax(1).numpy()
+            row[f"accuracy_tta{level}"] = float((pred == val_split.y).mean())
+        if ckpt:
+            out["members"].append(row)
+        else:
+            out["ensemble"] = row
+        print(f"{'member seed ' + str(row['seed']) if ckpt else 'ensemble'}: "
+              + ", ".join(f"{k} {100 * v:.2f}%" for k, v in row.items() if k.startswith("accuracy")))
+    return out
 
 
 def clean_command(command: str) -> str:
@@ -80,7 +127,10 @@ def nearest_centroid_baseline(train_x: np.ndarray, train_y: np.ndarray, val_x: n
 def export_cifar(recipe, args: argparse.Namespace) -> int:
     torch.set_num_threads(2)
     t_start = time.time()
-    model, ckpt = recipe.load_trained(args)
+    members = load_members(recipe, args)
+    model, ckpt = members[0]
+    if len(members) > 1:
+        model = LogitEnsemble([net for net, _ in members]).eval()
     meta = ckpt["meta"]
     cfg = meta["config"]
     name = cfg["model_name"]
@@ -96,6 +146,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     print(f"exported {onnx_path} ({file_size(onnx_path) / 1e6:.2f} MB); parity {parity}")
 
     train_split, val_split = data.load_splits(recipe.data_dir(args), cfg["val_size"], cfg["split_seed"], meta.get("limit"))
+    ensemble = ensemble_metrics(members, model, val_split) if len(members) > 1 else None
     t0 = time.time()
     probs = ort_predict(onnx_path, val_split.x)
     pred = probs.argmax(1)
@@ -133,9 +184,9 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         print(f"{v['path']}: {v['latency']}")
 
     history = ckpt["history"]
-    wall = history["wall_time_s"]
+    wall = sum(c["history"]["wall_time_s"] for _, c in members)
     provenance = {
-        "training_command": clean_command(meta["command"]),
+        "training_command": "\n".join(clean_command(c["meta"]["command"]) for _, c in members),
         "export_command": export_command(),
         "seed": meta["seed"],
         "epochs": len(history["epochs"]),
@@ -148,6 +199,11 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "validation_images": len(val_split.y),
         "framework": f"torch {torch.__version__}",
     }
+    if ensemble:
+        provenance["ensemble_members"] = [
+            {"seed": c["meta"]["seed"], "epochs": len(c["history"]["epochs"]),
+             "train_wall_time_s": round(c["history"]["wall_time_s"], 1), "params": count_parameters(net)}
+            for net, c in members]
     if getattr(args, "note", None):
         provenance["notes"] = args.note
     metric_block = {
@@ -156,6 +212,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         **({"accuracy_flip_tta_last_epoch": history["epochs"][-1]["val_acc_tta1"]}
            if "val_acc_tta1" in history["epochs"][-1] else {}),
         "tta": TTA[tta_level][0],
+        **({"ensemble": ensemble} if ensemble else {}),
         "per_class_accuracy": {k: v["value"] for k, v in per_class.items()},
         "baseline_nearest_centroid_accuracy": baseline,
         "parity_max_abs_diff": parity["max_abs_diff"],
@@ -165,6 +222,10 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     description = ("Airbench94-style CNN (patch-whitening stem, conv-pool-BN-GELU 64/256/256, lookahead) on CIFAR-10"
                    if name == "cifar10-resnet" else
                    "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/96/128) on CIFAR-10")
+    if ensemble:
+        seeds = ", ".join(str(m["seed"]) for m in ensemble["members"])
+        description = (f"Ensemble of {len(members)} airbench94-style CNNs (patch-whitening stem, conv-pool-BN-GELU "
+                       f"{'/'.join(map(str, cfg['widths']))}, lookahead; seeds {seeds}) on CIFAR-10, logits averaged in one graph")
     cards.write_manifest(model_dir, {
         "name": name, "task": "image-classification", "description": description, **IO,
         "priority": PRIORITY.get(name, 0),
@@ -231,6 +292,24 @@ See `models/cifar10-resnet/README.md` for data, training, limitations and the fu
     cards.write_card(model_dir, card, readme)
 
 
+def ensemble_lines(m: dict[str, Any]) -> str:
+    """The card's accuracy table for an ensemble: each member alone and the ensemble, per TTA level (PyTorch)."""
+    head = ["network (PyTorch, same split)"] + [TTA[level][0] for level in TTA]
+    rows = [[f"member, seed {r['seed']}"] + [f"{100 * r[f'accuracy_tta{level}']:.2f}%" for level in TTA]
+            for r in m["ensemble"]["members"]]
+    rows.append(["**ensemble (logits averaged)**"]
+                + [f"{100 * m['ensemble']['ensemble'][f'accuracy_tta{level}']:.2f}%" for level in TTA])
+    return "- Each member alone and the ensemble, by test-time augmentation:\n\n" + cards.markdown_table(head, rows) + "\n"
+
+
+def members_line(p: dict[str, Any]) -> str:
+    members = p.get("ensemble_members")
+    if not members:
+        return f"Epochs: {p['epochs']}; seed {p['seed']}; "
+    each = "; ".join(f"seed {r['seed']}: {r['epochs']} epochs, {r['train_wall_time_s'] / 60:.1f} min" for r in members)
+    return f"Ensemble of {len(members)} members trained one after another with the same recipe ({each}); in all, "
+
+
 def render_readme(name: str, description: str, card: dict[str, Any], per_class: dict[str, Any], parity) -> str:
     m, p = card["metrics"], card["provenance"]
     acc = m["accuracy"]
@@ -287,7 +366,7 @@ def render_readme(name: str, description: str, card: dict[str, Any], per_class: 
 
 ## Validation metrics
 - **Accuracy (this ONNX file, TTA {TTA[tta_level][0]}): {cards.fmt_prop(acc)}** (95% Wilson interval).
-- Without TTA, PyTorch, last epoch: {100 * m['accuracy_no_tta_last_epoch']:.2f}%.{flip_line}
+{ensemble_lines(m) if 'ensemble' in m else f"- Without TTA, PyTorch, last epoch: {100 * m['accuracy_no_tta_last_epoch']:.2f}%.{flip_line}"}
 - Target: {100 * target:.0f}%. {'Reached.' if reached else 'NOT reached: see Limitations.'}
 - Baseline beaten: nearest class-mean on raw pixels (measured on the same split): {cards.fmt_prop(m['baseline_nearest_centroid_accuracy'])};
   chance is 10%. For reference, the team's toolchain notes record a plain airbench-style net without the
@@ -314,7 +393,7 @@ the machine's 2 cores were shared with other work, so treat the numbers as indic
   {card['config']['batch_size']}, summed label-smoothed (0.2) cross-entropy, 23% warm-up then linear decay, BN biases at
   64x learning rate, lookahead (EMA every 5 steps from epoch {cfg.get('lookahead_start_epochs', 0)}, weights reset to
   it after each epoch), alternating horizontal flip + 2 px reflect-padded translation.{amp_line}
-- Epochs: {p['epochs']}; seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min
+- {members_line(p)}training wall time {p['train_wall_time_s'] / 60:.1f} min
   ({p['train_wall_time_s']:.0f} s, validation passes included) on {p['hardware']}.
 - Parameters: {p['params']:,}. ONNX size: {p['onnx_bytes'] / 1e6:.2f} MB.
 - Git commit at export: {p['git_commit'] or 'n/a'}.
