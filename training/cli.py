@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT",
                        help="export (cifar10): more trained checkpoints of the same task and split; the graph "
                             "averages their logits with the main checkpoint's")
+        p.add_argument("--fp16-weights", action="store_true",
+                       help="export (cifar10): store the large weights as fp16 (rounded first; computed in fp32): "
+                            "half the file")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
         p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
                                                         "(generation recipes)")

@@ -22,6 +22,9 @@ PARITY_ATOL = 1e-4
 PARITY_BATCHES = (1, 3, 64)
 
 
+FP16_MIN_ELEMENTS = 1024  # smaller tensors (biases, norms) stay fp32: no size to win
+
+
 class ParityError(AssertionError):
     pass
 
@@ -169,6 +172,44 @@ def quantize_static_int8(fp32_path: Path, out_path: Path, calibration: np.ndarra
     for leftover in out_path.parent.glob("*.onnx.data"):
         leftover.unlink()
     return out_path
+
+
+@torch.no_grad()
+def round_weights_to_fp16(module: nn.Module, min_elements: int = FP16_MIN_ELEMENTS) -> None:
+    """Round the large float weights to fp16 precision in place, so a graph that stores them as fp16
+    (``store_weights_fp16``) computes exactly what this module computes."""
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.dtype == torch.float32 and tensor.numel() >= min_elements:
+            tensor.copy_(tensor.half().float())
+
+
+def store_weights_fp16(path: Path, min_elements: int = FP16_MIN_ELEMENTS) -> int:
+    """Rewrite the graph's large FLOAT initializers as FLOAT16, each with a Cast back to float: half the file,
+    the same fp32 arithmetic (ORT folds the Casts into fp32 constants when it optimises the graph at load).
+    Lossless for weights already rounded by ``round_weights_to_fp16``. Returns how many were rewritten."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph_inputs = {i.name for i in graph.input}
+    kept, casts = [], []
+    for init in graph.initializer:
+        if (init.data_type == TensorProto.FLOAT and init.name not in graph_inputs
+                and int(np.prod(init.dims)) >= min_elements):
+            half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{init.name}__fp16")
+            kept.append(half)
+            casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                          name=f"{init.name}__to_fp32"))
+        else:
+            kept.append(init)
+    nodes = list(graph.node)
+    del graph.initializer[:], graph.node[:]
+    graph.initializer.extend(kept)
+    graph.node.extend(casts + nodes)  # the casts first: nodes stay in topological order
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return len(casts)
 
 
 def file_size(path: Path) -> int:

@@ -49,6 +49,9 @@ def test_cifar_small_train_resume_export(tiny_data, tmp_path, capsys):
 
 @pytest.mark.timeout(240)
 def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
+    import onnx
+
+    from training.export import round_weights_to_fp16
     from training.exporters.cifar10 import LogitEnsemble, TTAClassifier
     from training.recipes import get_recipe
 
@@ -58,7 +61,7 @@ def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
     other = tmp_path / "s1" / "cifar10-small" / "last.pt"
     models = tmp_path / "models"
     assert main(["export", "cifar10-small", "--out", str(models), "--checkpoint-dir", str(tmp_path / "s0"),
-                 "--ensemble", str(other), *args[4:]]) == 0
+                 "--ensemble", str(other), "--fp16-weights", *args[4:]]) == 0
     card = json.loads((models / "cifar10-small" / "card.json").read_text())
     assert [m["seed"] for m in card["metrics"]["ensemble"]["members"]] == [0, 1]
     assert [m["seed"] for m in card["provenance"]["ensemble_members"]] == [0, 1]
@@ -70,12 +73,18 @@ def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
             for seed in (0, 1)]
     images = torch.from_numpy(random_images((32, 32, 3), seed=3)(4))
     level = card["config"]["tta_level"]
+    for net in nets:
+        round_weights_to_fp16(net)  # as the export did: the file stores them as fp16
     with torch.no_grad():
         expected = TTAClassifier(LogitEnsemble(nets), level)(images).numpy()
         first_alone = TTAClassifier(nets[0], level)(images).numpy()
     (served,) = ort_session(models / "cifar10-small" / "1" / "model.onnx").run(None, {"images": images.numpy()})
-    np.testing.assert_allclose(served, expected, atol=1e-5)
+    np.testing.assert_allclose(served, expected, atol=1e-4)  # the export's parity limit
     assert not np.allclose(served, first_alone, atol=1e-3)  # really both members, not the first one
+    graph = onnx.load(str(models / "cifar10-small" / "1" / "model.onnx")).graph
+    big = [i for i in graph.initializer if np.prod(i.dims) >= 1024]
+    assert big and all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+    assert card["provenance"]["weights_storage"].startswith("fp16")
 
 
 def test_cifar_ensemble_refuses_members_validated_on_other_images(tiny_data, tmp_path):
