@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT",
                        help="export (cifar10): more trained checkpoints of the same task and split; the graph "
                             "averages their logits with the main checkpoint's")
+        p.add_argument("--tta", type=int, choices=[0, 1, 2],
+                       help="export (cifar10): the test-time augmentation baked into the graph, instead of the "
+                            "recipe's (0 none, 1 mirror, 2 mirror x 1 px shifts)")
         p.add_argument("--fp16-weights", action="store_true",
                        help="export (cifar10): store the large weights as fp16 (rounded first; computed in fp32): "
                             "half the file")

@@ -61,7 +61,7 @@ def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
     other = tmp_path / "s1" / "cifar10-small" / "last.pt"
     models = tmp_path / "models"
     assert main(["export", "cifar10-small", "--out", str(models), "--checkpoint-dir", str(tmp_path / "s0"),
-                 "--ensemble", str(other), "--fp16-weights", *args[4:]]) == 0
+                 "--ensemble", str(other), "--fp16-weights", "--tta", "0", *args[4:]]) == 0
     card = json.loads((models / "cifar10-small" / "card.json").read_text())
     assert [m["seed"] for m in card["metrics"]["ensemble"]["members"]] == [0, 1]
     assert [m["seed"] for m in card["provenance"]["ensemble_members"]] == [0, 1]
@@ -73,6 +73,7 @@ def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
             for seed in (0, 1)]
     images = torch.from_numpy(random_images((32, 32, 3), seed=3)(4))
     level = card["config"]["tta_level"]
+    assert level == 0  # --tta: the export's choice, not the recipe's (1 for cifar10-small)
     for net in nets:
         round_weights_to_fp16(net)  # as the export did: the file stores them as fp16
     with torch.no_grad():

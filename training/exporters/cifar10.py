@@ -138,6 +138,8 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     model_dir = models_root / name
     onnx_path = model_dir / "1" / "model.onnx"
 
+    if getattr(args, "tta", None) is not None:  # the served graph's choice, not the training's: the card says so
+        cfg = {**cfg, "tta_level": args.tta}
     tta_level = int(cfg.get("tta_level", 1))
     fp16_weights = bool(getattr(args, "fp16_weights", False))
     if fp16_weights:  # before anything is measured: every figure below is of the weights as served
