@@ -183,6 +183,19 @@ async def soak(url: str, requests: dict, clients: range, began: float, warmup_s:
     return {"latencies": latencies, "errors": errors, "warmup_errors": warmup_errors}
 
 
+def route_table(result: dict) -> dict[str, dict]:
+    """Per route: requests, errors, p50 and p99 of a soak's result; printed as the docs' markdown table."""
+    print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
+    routes = {}
+    for name, values in sorted(result["latencies"].items()):
+        p50, p99 = statistics.median(values), percentile(values, 99)
+        errs = result["errors"].get(name, [])
+        routes[name] = {"requests": len(values), "errors": len(errs), "p50_ms": p50, "p99_ms": p99,
+                        "error_kinds": sorted(set(errs))}
+        print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+    return routes
+
+
 def _soak_process(job: tuple) -> dict:
     gc.freeze()  # this process's own full GC passes would count as server latency (see main)
     return asyncio.run(soak(*job))
@@ -258,19 +271,12 @@ def main() -> None:
         rss_start = max(m for t, m in sampler.samples if warm_end - 30 <= t <= warm_end)
         rss_end = max(m for t, m in sampler.samples if soak_end - 30 <= t <= soak_end)
         load_end = os.getloadavg()[0]
-        print("\n| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
         report = {"load_average_before": load_before, "load_average_end": None, "server_env": env,
                   "clients": args.clients, "minutes": args.minutes, "warmup_s": args.warmup_s, "think_ms": args.think_ms,
                   "client_processes": args.client_processes,
                   "requests_per_s": sum(map(len, result["latencies"].values())) / (args.minutes * 60),
-                  "routes": {}, "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
+                  "routes": route_table(result), "rss_mb_after_warmup": rss_start, "rss_mb_end": rss_end,
                   "rss_mb_samples": sampler.samples, "warmup_errors": len(result["warmup_errors"])}
-        for name, values in sorted(result["latencies"].items()):
-            p50, p99 = statistics.median(values), percentile(values, 99)
-            errs = result["errors"].get(name, [])
-            report["routes"][name] = {"requests": len(values), "errors": len(errs), "p50_ms": p50, "p99_ms": p99,
-                                      "error_kinds": sorted(set(errs))}
-            print(f"| {name} | {len(values)} | {len(errs)} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
         print(f"\n{report['requests_per_s']:.1f} requests/s over the soak (mean think time {args.think_ms:g} ms)")
         growth = (rss_end - rss_start) / rss_start * 100
         print(f"\nRSS after warm-up {rss_start:.0f} MB, at the end {rss_end:.0f} MB: {growth:+.1f}%")

@@ -17,15 +17,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from bench.common import ROOT, neuroserve, percentile
-from bench.soak import DEPLOYED_ENV, build_requests, soak_processes
+from bench.common import ROOT, neuroserve
+from bench.soak import DEPLOYED_ENV, build_requests, route_table, soak_processes
 
 GENERATION = ["chat-dailydialog", "translate-en-de"]
 
@@ -83,13 +82,7 @@ def main() -> None:
         total = sum(map(len, result["latencies"].values()))
         print(f"layout {args.layout}, heavy {args.heavy}, nice {args.nice}, pin {args.pin}: "
               f"{total / (args.minutes * 60):.1f} requests/s")
-        print("| route | requests | errors | p50 ms | p99 ms | p99/p50 |\n|---|---:|---:|---:|---:|---:|")
-        report = {}
-        for route, values in sorted(result["latencies"].items()):
-            p50, p99 = statistics.median(values), percentile(values, 99)
-            errors = len(result["errors"].get(route, []))
-            report[route] = {"requests": len(values), "errors": errors, "p50_ms": p50, "p99_ms": p99}
-            print(f"| {route} | {len(values)} | {errors} | {p50:.1f} | {p99:.1f} | {p99 / p50:.2f} |")
+        report = route_table(result)
         if args.out:
             args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "routes": report}, indent=2))
     finally:

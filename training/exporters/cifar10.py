@@ -17,7 +17,7 @@ from training.export import (PARITY_ATOL, Normalize, benchmark, export_onnx, fil
                              quantize_static_int8, random_images, round_weights_to_fp16, store_weights_fp16)
 from training.loop import export_command, git_commit
 from training.nets.airbench import count_parameters
-from training.recipes.cifar10 import predict_logits, to_float, tta_logits
+from training.recipes.cifar10 import predictions_by_tta, to_float, tta_logits
 
 # What the graph does for each test-time-augmentation level (training/recipes/cifar10.py: tta_logits).
 TTA = {
@@ -93,8 +93,7 @@ def ensemble_metrics(members, ensemble: nn.Module, val_split) -> dict[str, Any]:
     out: dict[str, Any] = {"members": []}
     for net, ckpt in [*members, (ensemble, None)]:
         row = {"seed": ckpt["meta"]["seed"]} if ckpt else {}
-        for level in TTA:
-            pred = predict_logits(net, x_val, tta=level).argmax(1).numpy()
+        for level, pred in predictions_by_tta(net, x_val, tuple(TTA)).items():
             row[f"accuracy_tta{level}"] = float((pred == val_split.y).mean())
         if ckpt:
             out["members"].append(row)

@@ -135,6 +135,11 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta: int = 1, batch_size: 
     return torch.cat(outs) if outs else torch.zeros(0, 10)
 
 
+def predictions_by_tta(model: nn.Module, x: torch.Tensor, levels=(0, 1, 2)) -> dict[int, np.ndarray]:
+    """Predicted classes at each test-time-augmentation level (evaluate, and the export's ensemble table)."""
+    return {level: predict_logits(model, x, tta=level).argmax(1).numpy() for level in levels}
+
+
 class Cifar10Recipe(Recipe):
     task = "cifar10"
     data_subdir = "cifar10"
@@ -300,10 +305,8 @@ class Cifar10Recipe(Recipe):
         cfg = ckpt["meta"]["config"]
         _, val_split = data.load_splits(self.data_dir(args), cfg["val_size"], cfg["split_seed"], ckpt["meta"].get("limit"))
         x_val = to_float(val_split.x)
-        result = {}
-        for tta in (0, 1, 2):
-            pred = predict_logits(model, x_val, tta=tta).argmax(1).numpy()
-            result[f"tta{tta}"] = metrics.accuracy_with_ci(pred, val_split.y)
+        result = {f"tta{level}": metrics.accuracy_with_ci(pred, val_split.y)
+                  for level, pred in predictions_by_tta(model, x_val).items()}
         print(json.dumps(result, indent=2))
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=2))
