@@ -48,7 +48,10 @@ _ns_device_setup() {
 
   if [ ! -f "$dest/.installed-wheels" ]; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$dest/pylib" \
-      "$dest"/wheels/*.whl || { echo "installing the wheels failed"; return 1; }
+      "$dest"/wheels/*.whl \
+      || "$py" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
+           "$dest/pylib" "$dest"/wheels/*.whl \
+      || { echo "installing the wheels failed"; return 1; }
     touch "$dest/.installed-wheels"
   fi
   echo "   wheels: $(ls "$dest"/wheels/*.whl | wc -l) installed into $dest/pylib"
