@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.generation_bench                 # models/translate-en-de and models/chat-dailydialog
     .venv/bin/python -m bench.generation_bench --models DIR    # another repository
+    python -m bench.generation_bench --providers cpu,cuda --quick  # tokens/s GPU vs CPU, KV cache on host vs device
 
 Runs the service's own engine in process (service.generation: the code behind /v1/text/translate and
 /v1/chat/completions, without HTTP). "no cache" feeds the whole prefix every step with an empty past
@@ -9,6 +10,11 @@ Runs the service's own engine in process (service.generation: the code behind /v
 latency); "batched" sends them all at once, so the engine decodes their steps together. A model that
 is not in the repository is replaced by the tiny trained test model (tests/generation_models.py, needs
 torch), and the table says so.
+
+``--providers`` loads the models on each ONNX Runtime provider in turn (cpu, cuda); ``--device-cache``
+compares where the KV caches live between steps: ``host`` (numpy, copied each step: the CPU default) and
+``device`` (OrtValues kept by IO binding: service/generation/device.py, the CUDA default). ``--quick``
+measures only batched requests with the cache (greedy and beam 4 translation, greedy chat).
 """
 
 from __future__ import annotations
@@ -47,7 +53,8 @@ def _version_dir(folder: Path) -> Path:
     return max((p for p in folder.iterdir() if p.is_dir() and valid_version(p.name)), key=lambda p: int(p.name))
 
 
-def load(models: Path, name: str, task: str, cached: bool, fallback: Path) -> tuple[GenerationRuntime, str]:
+def load(models: Path, name: str, task: str, cached: bool, fallback: Path, provider: str = "cpu",
+         device_cache: str = "off") -> tuple[GenerationRuntime, str]:
     folder = models / name
     label = name
     if not (folder / "manifest.json").exists():
@@ -59,7 +66,8 @@ def load(models: Path, name: str, task: str, cached: bool, fallback: Path) -> tu
         elif not folder.exists():
             build_chat(fallback, folder.name, max_new_tokens=128, max_context_tokens=256)
         label = f"{folder.name} (stand-in: {name} not found)"
-    runtime = load_generation(_version_dir(folder), read_manifest(folder), Settings(warmup_runs=1), cached=cached)
+    runtime = load_generation(_version_dir(folder), read_manifest(folder), Settings(warmup_runs=1, providers=provider),
+                              cached=cached, device_cache=device_cache)
     return runtime, label
 
 
@@ -90,36 +98,47 @@ def measure(runtime: GenerationRuntime, texts: list[str], beam: int, max_tokens:
             "steps": runtime.engine.steps - steps}
 
 
-def run(models: Path, repeat: int, max_tokens: int) -> list[dict]:
+CACHE_CHOICES = {"host": ["off"], "device": ["on"], "both": ["off", "on"]}
+
+
+def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu",), device_cache: str = "host",
+        quick: bool = False) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for task, name, texts, beams in (("translation", "translate-en-de", SENTENCES, (1, 4)),
-                                         ("chat", "chat-dailydialog", PROMPTS, (1,))):
-            texts = texts * repeat
-            for cached in (True, False):
-                runtime, label = load(models, name, task, cached, Path(tmp))
-                try:
-                    measure(runtime, texts[:2], 1, 8, together=True)  # warm
-                    for beam in beams:
-                        for together in (False, True):
-                            result = measure(runtime, texts, beam, max_tokens, together)
-                            rows.append({"model": label, "decoding": "greedy" if beam == 1 else f"beam {beam}",
-                                         "cache": "yes" if cached else "no", "requests": "batched" if together else "alone",
-                                         **result})
-                finally:
-                    runtime.close()
+        for provider in providers:
+            for task, name, texts, beams in (("translation", "translate-en-de", SENTENCES, (1, 4)),
+                                             ("chat", "chat-dailydialog", PROMPTS, (1,))):
+                texts = texts * repeat
+                variants = [(True, choice) for choice in CACHE_CHOICES[device_cache]]
+                if not quick:
+                    variants.append((False, "off"))
+                for cached, choice in variants:
+                    runtime, label = load(models, name, task, cached, Path(tmp), provider, choice)
+                    try:
+                        measure(runtime, texts[:2], 1, 8, together=True)  # warm
+                        for beam in beams:
+                            for together in (True,) if quick else (False, True):
+                                result = measure(runtime, texts, beam, max_tokens, together)
+                                rows.append({"model": label, "provider": runtime.provider,
+                                             "decoding": "greedy" if beam == 1 else f"beam {beam}",
+                                             "cache": "yes" if cached else "no",
+                                             "cache_where": runtime.cache_location if cached else "none",
+                                             "requests": "batched" if together else "alone", **result})
+                    finally:
+                        runtime.close()
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | decoding | KV cache | requests | n | output tokens | tokens/s | latency p50 ms | p95 ms | steps | cache speed-up |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    base = {(r["model"], r["decoding"], r["requests"]): r for r in rows if r["cache"] == "no"}
+    lines = ["| model | provider | decoding | KV cache (kept on) | requests | n | output tokens | tokens/s | latency p50 ms | p95 ms | steps | cache speed-up |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    base = {(r["model"], r.get("provider"), r["decoding"], r["requests"]): r for r in rows if r["cache"] == "no"}
     for r in rows:
-        other = base.get((r["model"], r["decoding"], r["requests"]))
+        other = base.get((r["model"], r.get("provider"), r["decoding"], r["requests"]))
         speedup = f"{r['tokens_per_s'] / other['tokens_per_s']:.2f}x" if other and r["cache"] == "yes" else ""
-        lines.append(f"| {r['model']} | {r['decoding']} | {r['cache']} | {r['requests']} | {r['n']} | {r['tokens']} | "
-                     f"{r['tokens_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['steps']} | {speedup} |")
+        where = f"yes ({r.get('cache_where', 'host')})" if r["cache"] == "yes" else "no"
+        lines.append(f"| {r['model']} | {r.get('provider', '')} | {r['decoding']} | {where} | {r['requests']} | {r['n']} | "
+                     f"{r['tokens']} | {r['tokens_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['steps']} | {speedup} |")
     return "\n".join(lines)
 
 
@@ -129,9 +148,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="send each sentence/prompt this many times")
     parser.add_argument("--max-tokens", type=int, default=64, help="most tokens per answer")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "generation.json")
+    parser.add_argument("--providers", default="cpu", help="comma-separated ONNX Runtime providers, each measured in turn (cpu, cuda)")
+    parser.add_argument("--device-cache", choices=sorted(CACHE_CHOICES), default=None,
+                        help="where the KV caches live between steps: host (numpy), device (IO binding) or both "
+                             "(default: both with --quick, else host)")
+    parser.add_argument("--quick", action="store_true", help="batched requests with the cache only")
     args = parser.parse_args()
-    rows = run(args.models, args.repeat, args.max_tokens)
-    print(f"machine: {cpu_name()}; settings: {Settings().intra_op_threads} intra-op thread(s) per session")
+    providers = [p.strip() for p in args.providers.split(",") if p.strip()]
+    rows = run(args.models, args.repeat, args.max_tokens, providers, args.device_cache or ("both" if args.quick else "host"),
+               args.quick)
+    import onnxruntime
+
+    print(f"machine: {cpu_name()}; onnxruntime {onnxruntime.__version__}; settings: {Settings().intra_op_threads} "
+          f"intra-op thread(s) per session")
     print(table(rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(rows, indent=2))

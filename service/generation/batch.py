@@ -13,8 +13,14 @@ history each step, with an empty past.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from service.generation.device import is_device
+
+if TYPE_CHECKING:
+    from service.generation.device import DeviceCache
 
 
 def pad_to(array: np.ndarray, axis: int, length: int, left: bool = True) -> np.ndarray:
@@ -41,7 +47,8 @@ def positions_from_mask(mask: np.ndarray) -> np.ndarray:
 class Rows:
     """``ids``/``mask`` [B, P]: what each row has seen (left-padded); ``past_key``/``past_value``
     [L, B, H, P, dh] its cache (None without one); ``next_ids`` [B] the token each feeds next, at
-    ``positions`` [B]."""
+    ``positions`` [B]. With ``device`` (service.generation.device) the caches may be OrtValues on the
+    device, and reordering, trimming and joining them runs there; ids, mask and positions stay numpy."""
 
     ids: np.ndarray
     mask: np.ndarray
@@ -49,6 +56,7 @@ class Rows:
     past_value: np.ndarray | None
     next_ids: np.ndarray
     positions: np.ndarray
+    device: DeviceCache | None = None
 
     @property
     def size(self) -> int:
@@ -59,12 +67,16 @@ class Rows:
         return int(self.ids.shape[1])
 
     @classmethod
-    def fresh(cls, next_ids: np.ndarray, cache_shape: tuple[int, int, int] | None) -> "Rows":
-        """Rows with nothing seen yet (a decoder starting from bos). cache_shape: (layers, heads, head_dim)."""
+    def fresh(cls, next_ids: np.ndarray, cache_shape: tuple[int, int, int] | None, device: DeviceCache | None = None) -> "Rows":
+        """Rows with nothing seen yet (a decoder starting from bos). cache_shape: (layers, heads, head_dim).
+        The empty caches are numpy even with a device (zero bytes to copy)."""
         b = len(next_ids)
         empty = None if cache_shape is None else np.zeros((cache_shape[0], b, cache_shape[1], 0, cache_shape[2]), np.float32)
         return cls(np.zeros((b, 0), np.int64), np.zeros((b, 0), np.int64), empty,
-                   None if empty is None else empty.copy(), np.asarray(next_ids, np.int64), np.zeros(b, np.int64))
+                   None if empty is None else empty.copy(), np.asarray(next_ids, np.int64), np.zeros(b, np.int64), device)
+
+    def _on_device(self) -> bool:
+        return self.device is not None and (is_device(self.past_key) or is_device(self.past_value))
 
     @classmethod
     def concat(cls, parts: list["Rows"]) -> "Rows":
@@ -73,6 +85,15 @@ class Rows:
             return parts[0]
         length = max(p.length for p in parts)
         cached = parts[0].past_key is not None
+        device = next((p.device for p in parts if p.device is not None), None)
+        if cached and device is not None and any(p._on_device() for p in parts):
+            # fold pairwise on the device: left-padding to the longest so far, then to the overall longest, is the same
+            cache = (parts[0].past_key, parts[0].past_value)
+            for part in parts[1:]:
+                cache = device.join(cache, (part.past_key, part.past_value))
+            return cls(np.concatenate([pad_to(p.ids, 1, length) for p in parts]),
+                       np.concatenate([pad_to(p.mask, 1, length) for p in parts]), cache[0], cache[1],
+                       np.concatenate([p.next_ids for p in parts]), np.concatenate([p.positions for p in parts]), device)
 
         return cls(
             np.concatenate([pad_to(p.ids, 1, length) for p in parts]),
@@ -81,27 +102,35 @@ class Rows:
             np.concatenate([pad_to(p.past_value, 3, length) for p in parts], axis=1) if cached else None,
             np.concatenate([p.next_ids for p in parts]),
             np.concatenate([p.positions for p in parts]),
+            device,
         )
 
     def take(self, index: np.ndarray) -> "Rows":
         """Rows in a new order (repeats allowed: beams that branch), then trimmed."""
+        if self._on_device():  # one graph run on the device: gather the rows and trim the columns together
+            mask = self.mask[index]
+            first = _padding_columns(mask)
+            key, value = self.device.select(self.past_key, self.past_value, index, first)
+            return Rows(self.ids[index][:, first:], mask[:, first:], key, value, self.next_ids[index],
+                        self.positions[index], self.device)
         cached = self.past_key is not None
         rows = Rows(self.ids[index], self.mask[index],
                     np.take(self.past_key, index, axis=1) if cached else None,
                     np.take(self.past_value, index, axis=1) if cached else None,
-                    self.next_ids[index], self.positions[index])
+                    self.next_ids[index], self.positions[index], self.device)
         return rows.trimmed()
 
     def trimmed(self) -> "Rows":
         """Drop the leading columns that are padding in every row."""
-        if not self.length or self.mask[:, 0].any():
+        first = _padding_columns(self.mask)
+        if not first:
             return self
-        used = self.mask.any(axis=0)
-        first = int(used.argmax()) if used.any() else self.length
+        if self._on_device():
+            return self.take(np.arange(self.size))
         cached = self.past_key is not None
         return Rows(self.ids[:, first:], self.mask[:, first:],
                     self.past_key[:, :, :, first:] if cached else None,
-                    self.past_value[:, :, :, first:] if cached else None, self.next_ids, self.positions)
+                    self.past_value[:, :, :, first:] if cached else None, self.next_ids, self.positions, self.device)
 
     def feeds(self) -> dict[str, np.ndarray]:
         """Decoder inputs for one step of every row."""
@@ -119,4 +148,12 @@ class Rows:
         return Rows(np.concatenate([self.ids, self.next_ids[:, None]], axis=1),
                     np.concatenate([self.mask, np.ones((self.size, 1), np.int64)], axis=1),
                     present_key if cached else None, present_value if cached else None,
-                    self.next_ids, self.positions + 1)
+                    self.next_ids, self.positions + 1, self.device)
+
+
+def _padding_columns(mask: np.ndarray) -> int:
+    """How many leading columns are padding in every row (0 when the first column is used somewhere)."""
+    if not mask.shape[1] or mask[:, 0].any():
+        return 0
+    used = mask.any(axis=0)
+    return int(used.argmax()) if used.any() else mask.shape[1]

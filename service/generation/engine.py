@@ -33,6 +33,7 @@ import numpy as np
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.generation.batch import Rows, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
+from service.generation.device import DeviceCache
 from service.threads import mailbox_for
 
 log = logging.getLogger("neuroserve.generation")
@@ -87,9 +88,14 @@ class GenerationMetrics:
 class Engine:
     def __init__(self, name: str, decoder: Runner, *, cache_shape: tuple[int, int, int], pad_id: int = 0,
                  encoder: Runner | None = None, max_rows: int = 64, max_waiting: int = 256, cached: bool = True,
-                 prefill_tokens: int = 2048, metrics: GenerationMetrics | None = None, tracker=None):
+                 prefill_tokens: int = 2048, metrics: GenerationMetrics | None = None, tracker=None,
+                 device: DeviceCache | None = None):
         self.name = name
         self.decoder, self.encoder = decoder, encoder
+        # the KV caches on the device between steps (IO binding; service.generation.device): cached decoding only
+        self.device = device if cached else None
+        if self.device is not None:
+            self.decoder = self.device.decode
         self.cache_shape = cache_shape  # (layers, heads, head_dim)
         self.pad_id = pad_id
         self.max_rows, self.max_waiting = max_rows, max_waiting
@@ -268,7 +274,7 @@ class Engine:
 
     def _fresh(self, jobs: list[Job]) -> Rows:
         starts = np.concatenate([np.full(job.rows, job.start_id, np.int64) for job in jobs])
-        return Rows.fresh(starts, self.cache_shape if self.cached else None)
+        return Rows.fresh(starts, self.cache_shape if self.cached else None, self.device)
 
     def _prefill(self, jobs: list[Job]) -> Rows:
         """Every prompt but its last token goes in at once (left-padded); the last is the first step's input."""
@@ -289,7 +295,7 @@ class Engine:
                 out = self.decoder({"input_ids": ids, "position_ids": positions_from_mask(mask), "attention_mask": mask,
                                     "past_key": key, "past_value": value})
                 key, value = out["present_key"], out["present_value"]
-        rows = Rows(ids, mask, key, value, last, positions)
+        rows = Rows(ids, mask, key, value, last, positions, self.device)
         return rows.take(np.repeat(np.arange(len(jobs)), [job.rows for job in jobs]))
 
     def _cross_feeds(self) -> dict[str, np.ndarray]:
@@ -313,6 +319,8 @@ class Engine:
                 mask[row:end, :source] = run_mask
                 row = end
             self._cross = {"cross_key": key, "cross_value": value, "encoder_attention_mask": mask}
+            if self.device is not None:  # uploaded once per layout, not once per step
+                self._cross = {name: self.device.upload(array) for name, array in self._cross.items()}
             self._cross_layout = layout
         return self._cross
 

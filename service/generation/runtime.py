@@ -8,6 +8,8 @@ manifest names ``graphs``, and the Open Inference Protocol sees its text face (a
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import time
 from pathlib import Path
 
@@ -20,11 +22,14 @@ from service.errors import BadRequest, ModelLoadError, Unprocessable
 from service.generation.contract import (CHAT_TASK, GRAPHS, PARAMS, TEXT_FACE, TRANSLATION_TASK, ChatParams,
                                          TranslationParams)
 from service.generation.decoding import BeamStrategy, Event, SampleStrategy, Sampling, TokenText
+from service.generation.device import DeviceCache
 from service.generation.engine import (AsyncEvents, BlockingEvents, Engine, GenerationMetrics, Job, collect,
                                        collect_blocking)
 from service.manifest import Batching, Manifest
 from service.runtime import OnnxRuntimeSession
 from service.settings import Settings
+
+log = logging.getLogger("neuroserve.generation")
 
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 # Tokenizing more text than this inline would hold the event loop noticeably: a thread does it then.
@@ -43,15 +48,24 @@ class GenerationRuntime:
 
     def __init__(self, path: Path, graphs: dict[str, OnnxRuntimeSession], tokenizer: Tokenizer, params,
                  settings: Settings, metrics: GenerationMetrics | None = None, name: str = "model", cached: bool = True,
-                 tracker=None):
+                 tracker=None, device_cache: str | None = None):
         self.path, self.graphs, self.tokenizer, self.params = path, graphs, tokenizer, params
         self.inputs, self.outputs = TEXT_FACE
         self.banned = np.asarray(sorted(self._banned_ids()), np.int64)
         encoder = graphs.get("encoder")
+        # the setting generation_device_cache when Settings has it; until then its environment variable
+        choice = (device_cache or getattr(settings, "generation_device_cache", None)
+                  or os.environ.get("NEUROSERVE_GENERATION_DEVICE_CACHE", "auto"))
+        self.device = device_cache_for(graphs["decoder"], choice) if cached else None
         self.engine = Engine(name, graphs["decoder"].run, encoder=encoder.run if encoder else None,
                              cache_shape=(params.layers, params.heads, params.head_dim), pad_id=params.pad_id,
                              max_rows=settings.generation_max_rows, max_waiting=settings.generation_max_waiting,
-                             cached=cached, metrics=metrics, tracker=tracker).start()
+                             cached=cached, metrics=metrics, tracker=tracker, device=self.device).start()
+
+    @property
+    def cache_location(self) -> str:
+        """Where the KV caches live between decode steps: 'cuda' / 'cpu' (IO binding) or 'host' (numpy copies)."""
+        return self.device.device if self.device is not None else "host"
 
     # ----- what the repository and the OIP routes use, like an OnnxRuntimeSession -----
     @property
@@ -248,6 +262,18 @@ class ChatModel(GenerationRuntime):
 
 
 RUNTIMES: dict[str, type[GenerationRuntime]] = {TRANSLATION_TASK: Translator, CHAT_TASK: ChatModel}
+DEVICE_CACHE_CHOICES = ("auto", "on", "off")
+
+
+def device_cache_for(decoder: OnnxRuntimeSession, choice: str) -> DeviceCache | None:
+    """The IO-binding cache keeper for a decoder, or None for today's host path. ``auto``: on the CUDA provider
+    only (on the CPU the numpy path is as fast and is what it always was); ``on``: on any provider (the CPU
+    provider then keeps 'cpu' OrtValues: the tests); ``off``: never."""
+    if choice not in DEVICE_CACHE_CHOICES:
+        raise ModelLoadError(f"generation_device_cache must be one of {', '.join(DEVICE_CACHE_CHOICES)}, not {choice!r}")
+    if choice == "off" or (choice == "auto" and decoder.provider != "CUDAExecutionProvider"):
+        return None
+    return DeviceCache(decoder.session)
 
 
 def _inside(folder: Path, relative: str) -> Path:
@@ -258,9 +284,11 @@ def _inside(folder: Path, relative: str) -> Path:
 
 
 def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, metrics=None,
-                    cached: bool = True, tracker=None) -> GenerationRuntime:
+                    cached: bool = True, tracker=None, device_cache: str | None = None) -> GenerationRuntime:
     """Blocking: open each graph, check it against the contract, load the tokenizer, start and warm the engine.
-    ``tracker``: the server's RunTracker, told while the engine decodes (so no other model takes every core)."""
+    ``tracker``: the server's RunTracker, told while the engine decodes (so no other model takes every core).
+    ``device_cache``: auto/on/off (default: the setting generation_device_cache); should the device path fail
+    its warm-up, the model is loaded again on the host path and the reason logged."""
     task = manifest.task
     if task not in GRAPHS:
         raise ModelLoadError(f"the manifest names graphs, but {task!r} is not a generation task ({', '.join(GRAPHS)})")
@@ -291,8 +319,22 @@ def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, m
         if not path.is_file():
             raise ModelLoadError(f"{path} is missing")
         graphs[role] = OnnxRuntimeSession.load(path, manifest, settings, contract=expected[role])
-    runtime = RUNTIMES[task](version_dir, graphs, tokenizer, params, settings, metrics,
-                             name=f"{manifest.name}:{version_dir.name}", cached=cached, tracker=tracker)
+    def start(choice: str | None) -> GenerationRuntime:
+        return RUNTIMES[task](version_dir, graphs, tokenizer, params, settings, metrics,
+                              name=f"{manifest.name}:{version_dir.name}", cached=cached, tracker=tracker, device_cache=choice)
+
+    runtime = start(device_cache)
+    if runtime.device is not None:
+        try:  # at least one warm-up run: it takes every device-side path (empty past, join, select)
+            runtime.device.self_test()
+            runtime.check_shapes()
+            runtime.warm_up(max(1, settings.warmup_runs))
+            return runtime
+        except Exception as exc:
+            log.warning("%s: decoding with the KV cache on the device failed its warm-up (%s: %s); the host path serves",
+                        manifest.name, type(exc).__name__, exc)
+            runtime.close(0)
+            runtime = start("off")
     try:
         runtime.check_shapes()
         runtime.warm_up(settings.warmup_runs)

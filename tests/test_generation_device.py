@@ -1,0 +1,143 @@
+"""The KV caches kept as OrtValues between decode steps (IO binding, service.generation.device), run here with
+device 'cpu': the same answers, token for token, as the host (numpy) path, on the tiny trained models."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from service.generation.decoding import Sampling
+from service.generation.device import DeviceCache, build_graphs
+from service.generation.engine import BlockingEvents, Collected
+from service.generation.runtime import load_generation
+from service.manifest import read_manifest
+from service.settings import Settings
+from tests.generation_models import require_generation_models
+
+
+def _load(repo_dir, name: str, choice: str):
+    folder = repo_dir / name
+    return load_generation(folder / "1", read_manifest(folder), Settings(warmup_runs=1), device_cache=choice)
+
+
+def _staggered(runtime, make_jobs) -> list[list[tuple[str, int]]]:
+    """Each group of jobs is submitted once the engine has stepped since the previous one, so later rows join a
+    running batch (left-padded, joined caches) and earlier ones finish and leave it (rows dropped)."""
+    events = BlockingEvents()
+    groups = make_jobs(events)
+    jobs = [job for group in groups for job in group]
+    for group in groups:
+        before = runtime.engine.steps
+        runtime.engine.submit(*group)
+        deadline = time.monotonic() + 10
+        while runtime.engine.steps == before and time.monotonic() < deadline:
+            time.sleep(0.0005)
+    collected = Collected(jobs)
+    deadline = time.monotonic() + 60
+    while collected.pending and time.monotonic() < deadline:
+        collected.add(*events.get(60))
+    return [[(e.text, e.tokens) for e in sorted(one, key=lambda e: e.index)] for one in collected.finished]
+
+
+@pytest.fixture(scope="module")
+def translators(repo_dir):
+    require_generation_models(repo_dir)
+    host, device = _load(repo_dir, "tiny-translate", "off"), _load(repo_dir, "tiny-translate", "on")
+    yield host, device
+    host.close()
+    device.close()
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_translations_on_device_caches_match_the_host_path_token_for_token(translators, beam):
+    host, device = translators
+    assert host.cache_location == "host" and device.cache_location == "cpu"
+    texts = ["good morning", "the house is small", "where is the station", "i love you", "thank you", "we are here"]
+
+    def make(runtime):
+        return lambda events: [runtime.jobs(texts[i:i + 2], _Tagged(events, i), beam_size=beam) for i in range(0, len(texts), 2)]
+
+    before = dict(device.device.copies)
+    expected, got = _staggered(host, make(host)), _staggered(device, make(device))
+    assert got == expected and all(text for (text, _), *_ in expected)
+    copies = {k: device.device.copies[k] - before[k] for k in before}
+    assert copies["select"] > 0 and copies["upload"] > 0  # beams reordered / rows dropped, cross uploaded per layout
+    assert copies["join"] > 0  # later requests joined a running batch on the device
+
+
+def test_chat_on_device_caches_matches_the_host_path_seeded_and_greedy(repo_dir):
+    require_generation_models(repo_dir)
+    host, device = _load(repo_dir, "tiny-chat", "off"), _load(repo_dir, "tiny-chat", "on")
+    try:
+        def make(runtime):
+            def jobs(events):
+                seeded = runtime.sampling(0.9, 0.95, 20)
+                return [[runtime.job(runtime.prompt([("user", "hi")], 20), events.sink(0), n=2, max_new_tokens=20,
+                                     sampling=seeded, seed=3)],
+                        [runtime.job(runtime.prompt([("user", "how are you")], 20), events.sink(1), max_new_tokens=20,
+                                     sampling=Sampling())],
+                        [runtime.job(runtime.prompt([("system", "be brief"), ("user", "tell me a story")], 24), events.sink(2),
+                                     n=3, max_new_tokens=24, sampling=seeded, seed=5)]]
+            return jobs
+
+        before = dict(device.device.copies)
+        expected, got = _staggered(host, make(host)), _staggered(device, make(device))
+        assert got == expected
+        assert device.device.copies["join"] > before["join"]  # later prompts joined a running batch on the device
+    finally:
+        host.close()
+        device.close()
+
+
+class _Tagged:
+    """events.sink(i) numbered from an offset, so staggered groups keep one tag per job."""
+
+    def __init__(self, events, offset: int):
+        self.events, self.offset = events, offset
+
+    def sink(self, tag: int):
+        return self.events.sink(self.offset + tag)
+
+
+def test_cache_graphs_select_and_join_like_numpy(repo_dir):
+    require_generation_models(repo_dir)
+    runtime = _load(repo_dir, "tiny-chat", "on")
+    try:
+        cache: DeviceCache = runtime.device
+        cache.self_test()
+        rng = np.random.default_rng(0)
+        a = rng.normal(size=(2, 3, 2, 4, 5)).astype(np.float32)
+        b = rng.normal(size=(2, 2, 2, 6, 5)).astype(np.float32)
+        key, value = cache.join((cache.upload(a), a), (b, cache.upload(b)))
+        want = np.concatenate([np.concatenate([np.zeros((2, 3, 2, 2, 5), np.float32), a], 3), b], 1)
+        assert np.array_equal(key.numpy(), want) and np.array_equal(value.numpy(), want)
+        key, value = cache.select(key, value, np.array([4, 1, 1]), 2)
+        assert np.array_equal(key.numpy(), want[:, [4, 1, 1], :, 2:]) and key.device_name() == "cpu"
+    finally:
+        runtime.close()
+
+
+def test_the_embedded_cache_graphs_are_what_build_graphs_makes():
+    pytest.importorskip("onnx")
+    import base64
+
+    from service.generation import device
+
+    built = build_graphs()
+    for name in ("SELECT", "JOIN"):
+        assert base64.b64decode("".join(getattr(device, name))) == built[name], f"regenerate {name} with build_graphs()"
+
+
+def test_auto_keeps_the_host_path_on_the_cpu_and_a_bad_choice_is_refused(repo_dir):
+    require_generation_models(repo_dir)
+    runtime = _load(repo_dir, "tiny-chat", "auto")
+    try:
+        assert runtime.device is None and runtime.cache_location == "host"
+    finally:
+        runtime.close()
+    from service.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="generation_device_cache"):
+        _load(repo_dir, "tiny-chat", "sometimes")
