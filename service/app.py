@@ -22,6 +22,7 @@ from service.metrics import Metrics
 from service.middleware import ServingMiddleware
 from service.repository import ModelRepository
 from service.responses import JSONBytes
+from service.runtime import cuda_summary, runtime_summary
 from service.security import api_key_valid
 from service.settings import Settings
 from service.tasks import task_preparers, task_routers
@@ -64,6 +65,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         pause_timer = PauseTimer(metrics.gc_pause).install()
+        log.info(runtime_summary())
+        if (cuda := cuda_summary()) is not None:
+            log.info(cuda)
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
         loader = asyncio.create_task(repository.load_all(), name="load-models")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.errors import ModelLoadError
 
@@ -78,6 +78,28 @@ class Batching(BaseModel):
     instances: int | None = Field(default=None, ge=1, le=64)
     # Inputs whose dimension 1 varies per request (token ids); padded with pad_value per batch.
     pad_inputs: dict[str, int | float] = Field(default_factory=dict)
+    # Batch sizes (dim 0) a run is padded up to where buckets apply (NEUROSERVE_BATCH_BUCKETS; by default on
+    # CUDA only), ascending, each <= max_batch_size. None: powers of two up to max_batch_size, and that.
+    buckets: list[int] | None = Field(default=None)
+
+    @field_validator("buckets")
+    @classmethod
+    def _ascending(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or value[0] < 1 or any(a >= b for a, b in zip(value, value[1:]))):
+            raise ValueError(f"buckets {value} must be batch sizes >= 1 in ascending order, each once")
+        return value
+
+    @model_validator(mode="after")
+    def _buckets_fit(self) -> "Batching":
+        if self.buckets and self.buckets[-1] > self.max_batch_size:
+            raise ValueError(f"bucket {self.buckets[-1]} is larger than max_batch_size {self.max_batch_size}")
+        return self
+
+    def bucket_sizes(self) -> list[int]:
+        """The batch sizes runs are padded to: the manifest's, else 1, 2, 4, ... up to max_batch_size (and it)."""
+        if self.buckets or self.max_batch_size < 1:
+            return list(self.buckets or [])
+        return [1 << i for i in range(self.max_batch_size.bit_length()) if 1 << i < self.max_batch_size] + [self.max_batch_size]
 
 
 class Manifest(BaseModel):

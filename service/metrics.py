@@ -38,6 +38,12 @@ class Metrics:
             ["generation"], buckets=LATENCY_BUCKETS, registry=r,
         )
         self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r)
+        # provider truth (service/runtime.py): what each loaded version's session really runs on
+        self.model_provider = Gauge("neuroserve_model_provider", "1 for the execution provider a loaded model version runs on",
+                                    ["model", "version", "provider"], registry=r, multiprocess_mode="livemax")
+        self.model_provider_fallback = Gauge(
+            "neuroserve_model_provider_fallback", "1 when a model version asked for CUDA (providers=auto) and runs on the CPU",
+            ["model", "version"], registry=r, multiprocess_mode="livemax")
         # generation (translation, chat): the decode-step scheduler of each model
         self.generation_rows = Gauge("neuroserve_generation_rows", "Rows being decoded now (beams and choices count one each)",
                                      ["model"], registry=r)

@@ -7,6 +7,7 @@ old version finish there (its batcher drains before it closes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import os
@@ -68,6 +69,21 @@ class ModelVersion:
     @property
     def provider(self) -> str:
         return self.session.provider
+
+    @property
+    def graphs(self) -> list[OnnxRuntimeSession]:
+        """Every ONNX Runtime session of this version (a generation model has one per graph)."""
+        return list(self.session.graphs.values()) if isinstance(self.session, GenerationRuntime) else [self.session]
+
+    @property
+    def providers(self) -> list[str]:
+        """The session's own provider list (session.get_providers()), not the one asked for."""
+        return list(self.graphs[0].providers)
+
+    @property
+    def provider_fallback(self) -> bool:
+        """CUDA was offered and asked for (providers=auto) but a session of this version runs on the CPU."""
+        return any(graph.fallback for graph in self.graphs)
 
     def resource(self, relative: str) -> Path:
         """A file beside the manifest (tokenizer, ...), refusing anything outside the model folder."""
@@ -275,6 +291,7 @@ class ModelRepository:
             entry.state, entry.reason = ModelState.READY, ""
             log.info("model %s ready: versions %s on %s", name, sorted(versions, key=int),
                      next(iter(versions.values())).provider, extra={"model": name})
+            self._publish_providers(name, old, versions)
         await self._retire(old)
         if settle:
             self._settle()
@@ -287,8 +304,21 @@ class ModelRepository:
             entry = self.entries[name]
             old, entry.versions = entry.versions, {}
             entry.state, entry.reason = ModelState.UNLOADED, ""
+            self._publish_providers(name, old, {})
         await self._retire(old)
         self._settle()
+
+    def _publish_providers(self, name: str, old: dict[str, ModelVersion], new: dict[str, ModelVersion]) -> None:
+        """neuroserve_model_provider{model,version,provider} = 1 and neuroserve_model_provider_fallback for the
+        versions loaded now (the previous load's series removed)."""
+        for version in old.values():
+            with contextlib.suppress(KeyError):
+                self.metrics.model_provider.remove(name, version.version, version.provider)
+            with contextlib.suppress(KeyError):
+                self.metrics.model_provider_fallback.remove(name, version.version)
+        for version in new.values():
+            self.metrics.model_provider.labels(model=name, version=version.version, provider=version.provider).set(1)
+            self.metrics.model_provider_fallback.labels(model=name, version=version.version).set(int(version.provider_fallback))
 
     async def close(self) -> None:
         for entry in self.entries.values():
@@ -332,12 +362,21 @@ class ModelRepository:
         policy = manifest.batching
         if any(spec.shape[:1] != [-1] for spec in session.inputs):
             policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
-        solo = self._open_solo(model_file, manifest, session, resolve_instances(self.settings.model_instances, policy))
+        gpu = session.provider != "CPUExecutionProvider"
+        instances = resolve_instances(self.settings.model_instances, policy, gpu=gpu)
+        buckets = self._buckets(policy, gpu)
+        solo = self._open_solo(model_file, manifest, session, instances)
         for warm in (session, solo) if solo else (session,):
-            self._warm_up(warm)
+            self._warm_up(warm, buckets)
         batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size,
-                          instances=self.settings.model_instances, solo_runner=solo.run if solo else None, tracker=self.runs)
+                          instances=instances, solo_runner=solo.run if solo else None, tracker=self.runs,
+                          buckets=buckets)
         return session, batcher
+
+    def _buckets(self, policy, gpu: bool) -> list[int] | None:
+        """The batch sizes this model's runs are padded to, or None (NEUROSERVE_BATCH_BUCKETS: auto = on a GPU only)."""
+        wanted = self.settings.batch_buckets == "on" or (self.settings.batch_buckets == "auto" and gpu)
+        return policy.bucket_sizes() if wanted and policy.max_batch_size > 0 else None
 
     def _open_solo(self, model_file: Path, manifest: Manifest, session: OnnxRuntimeSession,
                    instances: int) -> OnnxRuntimeSession | None:
@@ -358,9 +397,13 @@ class ModelRepository:
                                   tracker=self.runs)
         return runtime, EngineBatcher(f"{name}:{version_dir.name}", runtime, manifest.batching)
 
-    def _warm_up(self, session: OnnxRuntimeSession) -> None:
+    def _warm_up(self, session: OnnxRuntimeSession, buckets: list[int] | None = None) -> None:
+        """warmup_runs runs at batch 1, or at every bucket: each shape the batcher will run is planned before
+        the model is ready (on CUDA, with the provider options it serves with)."""
         try:
-            for _ in range(self.settings.warmup_runs):
-                session.run(session.dummy_feeds())
+            for batch in buckets or [1]:
+                feeds = session.dummy_feeds(batch=batch)
+                for _ in range(self.settings.warmup_runs):
+                    session.run(feeds)
         except Exception as exc:
             raise ModelLoadError(f"{session.path}: warm-up run failed: {exc}") from exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,17 +48,97 @@ DATATYPE_TO_NUMPY: dict[str, np.dtype] = {
 }
 
 
-def resolve_providers(choice: str) -> list[str]:
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+def cuda_options(settings: Settings) -> dict[str, str]:
+    """The CUDA provider's options from the settings (docs/deployment.md, "GPU", says why each default)."""
+    options = {
+        "device_id": str(settings.cuda_device_id),
+        "cudnn_conv_algo_search": settings.cuda_conv_algo_search,
+        "arena_extend_strategy": settings.cuda_arena_extend_strategy,
+        "use_tf32": "1" if settings.cuda_tf32 else "0",
+        "do_copy_in_default_stream": "1" if settings.cuda_copy_in_default_stream else "0",
+    }
+    if settings.cuda_mem_limit_mb:
+        options["gpu_mem_limit"] = str(settings.cuda_mem_limit_mb * 1024 * 1024)
+    return options
+
+
+def resolve_providers(settings: Settings) -> list:
+    """The providers argument of an InferenceSession: CUDA (with its options) then CPU, or CPU alone."""
+    choice = settings.providers
     available = ort.get_available_providers()
-    if choice == "cpu":
-        return ["CPUExecutionProvider"]
-    if choice == "cuda":
-        if "CUDAExecutionProvider" not in available:
-            raise ModelLoadError("providers=cuda but this onnxruntime has no CUDAExecutionProvider")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+    if choice == "cuda" and CUDA not in available:
+        raise ModelLoadError(f"providers=cuda but this onnxruntime has no {CUDA} (available: {', '.join(available)})")
+    if choice == "cpu" or CUDA not in available:
+        return [CPU]
+    return [(CUDA, cuda_options(settings)), CPU]
+
+
+def check_providers(path: Path, settings: Settings, requested: list, actual: list[str]) -> bool:
+    """Provider truth: the session's own list, not the one asked for. providers=cuda refuses a session that did not
+    get CUDA; auto serves it on the CPU and says so (the log here, /v1/models and neuroserve_model_provider_fallback).
+    True when it fell back."""
+    wanted = requested[0][0] if isinstance(requested[0], tuple) else requested[0]
+    if actual[:1] == [wanted]:
+        return False
+    reason = (f"{path}: asked for {wanted} but the session runs on {', '.join(actual) or 'nothing'} (onnxruntime "
+              "logs why on stderr when the provider fails: usually a CUDA or cuDNN library it was built for is missing)")
+    if settings.providers == "cuda":
+        raise ModelLoadError(reason)
+    log.warning("%s; serving on the CPU", reason)
+    return True
+
+
+def runtime_summary() -> str:
+    """onnxruntime's version and providers, for the start-up log."""
+    return f"onnxruntime {ort.__version__}, providers available: {', '.join(ort.get_available_providers())}"
+
+
+def _library_version(names: tuple[str, ...], symbol: str) -> tuple[str, str] | None:
+    """(version, path) of the first CUDA library the dynamic loader finds (ctypes; None where there is none)."""
+    import ctypes
+
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            if symbol == "cudaRuntimeGetVersion":
+                value = ctypes.c_int()
+                if lib.cudaRuntimeGetVersion(ctypes.byref(value)) != 0:
+                    continue
+                v = value.value
+                version = f"{v // 1000}.{v % 1000 // 10}"
+            else:
+                lib.cudnnGetVersion.restype = ctypes.c_size_t
+                v = lib.cudnnGetVersion()
+                version = f"{v // 10000}.{v % 10000 // 100}.{v % 100}" if v >= 90000 else f"{v // 1000}.{v % 1000 // 100}.{v % 100}"
+        except (OSError, AttributeError):
+            continue
+        return version, _loaded_path(name) or name
+    return None
+
+
+def _loaded_path(name: str) -> str | None:
+    """Where a library this process has loaded lives (/proc/self/maps), so the log names the file in use."""
+    stem = name.split(".so")[0] + ".so"
+    try:
+        with open("/proc/self/maps") as maps:
+            return next((line.split()[-1] for line in maps if f"/{stem}" in line), None)
+    except OSError:
+        return None
+
+
+def cuda_summary() -> str | None:
+    """The CUDA runtime and cuDNN versions this process loads, when onnxruntime offers CUDA; None on a CPU box."""
+    if CUDA not in ort.get_available_providers():
+        return None
+    cudart = _library_version(("libcudart.so.13", "libcudart.so.12", "libcudart.so"), "cudaRuntimeGetVersion")
+    cudnn = _library_version(("libcudnn.so.9", "libcudnn.so.8", "libcudnn.so"), "cudnnGetVersion")
+    found = lambda what, hit: f"{what} {hit[0]} ({hit[1]})" if hit else f"{what} not found by the dynamic loader"
+    build = " ".join(ort.get_build_info().split())
+    return f"{found('CUDA runtime', cudart)}, {found('cuDNN', cudnn)}; onnxruntime build: {build}"
 
 
 def _spec_from_ort(node) -> TensorSpec:
@@ -90,7 +170,9 @@ class OnnxRuntimeSession:
     session: ort.InferenceSession
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
-    provider: str
+    provider: str  # the first of the session's own providers
+    providers: list[str] = field(default_factory=list)  # session.get_providers(): what it really runs on
+    fallback: bool = False  # CUDA was offered and asked for (providers=auto), the session got the CPU
 
     @classmethod
     def load(cls, path: Path, manifest: Manifest, settings: Settings,
@@ -107,12 +189,13 @@ class OnnxRuntimeSession:
         if intra_op_threads:
             options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 4  # we log failures ourselves, with the request id
+        requested = resolve_providers(settings)
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=resolve_providers(settings.providers))
-        except ModelLoadError:
-            raise
+            session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
         except Exception as exc:  # ORT raises several unrelated types for bad files
             raise ModelLoadError(f"{path}: onnxruntime could not load it: {exc}") from exc
+        providers = list(session.get_providers())
+        fallback = check_providers(path, settings, requested, providers)
         inputs = [_spec_from_ort(node) for node in session.get_inputs()]
         outputs = [_spec_from_ort(node) for node in session.get_outputs()]
         if contract is None:
@@ -124,7 +207,8 @@ class OnnxRuntimeSession:
             extra = sorted({spec.name for spec in inputs} - {spec.name for spec in contract[0]})
             if extra:
                 raise ModelLoadError(f"{path.name}: inputs {extra} are not part of the generation contract")
-        return cls(path=path, session=session, inputs=inputs, outputs=outputs, provider=session.get_providers()[0])
+        return cls(path=path, session=session, inputs=inputs, outputs=outputs, provider=providers[0], providers=providers,
+                   fallback=fallback)
 
     @property
     def output_names(self) -> list[str]:

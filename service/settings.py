@@ -39,6 +39,32 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="ONNX Runtime execution provider: auto uses CUDA when onnxruntime offers it, else CPU."
     )
+    batch_buckets: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Pad each batched run along dim 0 up to the smallest of the model's batch buckets "
+        "(manifest batching.buckets; by default 1, 2, 4, ... up to max_batch_size) and warm every bucket before the "
+        "model is ready, so a session only meets shapes it has planned: auto on CUDA only (its convolutions are "
+        "re-planned for every new shape), on also on the CPU (where padding only adds work), off nowhere."
+    )
+    cuda_device_id: int = Field(default=0, ge=0, description="GPU the CUDA provider runs on.")
+    cuda_conv_algo_search: Literal["HEURISTIC", "DEFAULT", "EXHAUSTIVE"] = Field(
+        default="HEURISTIC", description="How the CUDA provider picks a convolution algorithm for each new shape: "
+        "cuDNN's heuristic (no benchmarking; with batch buckets each shape is planned once, at warm-up), DEFAULT (one "
+        "fixed algorithm: cheapest for shapes that change on every run), EXHAUSTIVE (benchmarks every algorithm: "
+        "up to 268 ms per new shape)."
+    )
+    cuda_mem_limit_mb: int = Field(default=0, ge=0, description="Largest GPU memory arena of one CUDA session, in MiB; 0: no limit.")
+    cuda_arena_extend_strategy: Literal["kSameAsRequested", "kNextPowerOfTwo"] = Field(
+        default="kSameAsRequested", description="How the CUDA memory arena grows: by what is asked (a server's sizes "
+        "repeat once its buckets are warm), or by doubling (onnxruntime's default; can reserve twice what it needs)."
+    )
+    cuda_tf32: bool = Field(
+        default=True, description="Let convolutions and matrix products use TF32 on Ampere and later GPUs (onnxruntime's "
+        "default: faster, scores within 1e-3 of the CPU's); false for FP32 arithmetic throughout."
+    )
+    cuda_copy_in_default_stream: bool = Field(
+        default=True, description="Copy inputs and outputs in the CUDA default stream (onnxruntime's default; false uses "
+        "separate copy streams, which onnxruntime documents as racy)."
+    )
     intra_op_threads: int = Field(default_factory=_default_threads, ge=1, le=256, description="ORT intra-op threads per session.")
     inter_op_threads: int = Field(default=1, ge=1, le=64, description="ORT inter-op threads per session.")
     ort_spinning: bool = Field(default=True, description="Let ORT worker threads spin between runs (lower latency, more CPU).")

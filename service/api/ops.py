@@ -45,6 +45,8 @@ async def list_models(repo: RepositoryDep) -> JSONBytes:
             "ready": bool(entry and entry.ready),
             "state": entry.state.value if entry else "UNLOADED",
             "reason": entry.reason if entry else "",
+            "providers": first.providers if first else [],  # the session's own list, CUDA first when it got it
+            "provider_fallback": first.provider_fallback if first else False,  # asked for CUDA, runs on the CPU
             "provider": first.provider if first else None,
             "description": first.manifest.description if first else "",
         })
