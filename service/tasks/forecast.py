@@ -10,7 +10,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.deps import RepositoryDep, error_responses, run_model
+from service.calendar import CALENDAR_FEATURES, calendar_features
 from service.errors import ModelLoadError, Unprocessable
+from service.ood import OodScore, ood_field
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
@@ -39,7 +41,12 @@ def _prepare(input_name: str, window: int):
         if "quantiles" not in outputs or len(outputs["quantiles"].shape) != 3:
             raise ModelLoadError("a forecast model outputs 'quantiles' [batch, horizon, 3] (q10, q50, q90)")
         horizon = outputs["quantiles"].shape[1]
-        return {"window": window, "horizon": horizon if horizon > 0 else int(model.manifest.parameters.get("horizon", 1)),
+        horizon = horizon if horizon > 0 else int(model.manifest.parameters.get("horizon", 1))
+        calendar = names.get("calendar")  # traffic models that read the calendar of history + forecast hours
+        if calendar is not None and list(calendar.shape[1:]) != [window + horizon, len(CALENDAR_FEATURES)]:
+            raise ModelLoadError(f"'calendar' must be FP32 [batch, {window + horizon}, {len(CALENDAR_FEATURES)}] "
+                                 f"(service/calendar.py), not {calendar.shape}")
+        return {"window": window, "horizon": horizon, "calendar": calendar is not None,
                 "interval": float(model.manifest.parameters.get("interval", 0.8))}
     return prepare
 
@@ -55,6 +62,7 @@ class ForecastResponse(BaseModel):
     upper: list[float] = Field(description="upper bound of the prediction interval")
     interval: float = Field(description="nominal coverage of [lower, upper]")
     timestamps: list[str] | None = Field(default=None, description="traffic: the hour each forecast is for")
+    ood: list[OodScore] | None = Field(default=None, description="one per input history, when the model has an OOD profile")
 
 
 class TrafficRequest(BaseModel):
@@ -123,10 +131,12 @@ async def forecast_traffic(body: TrafficRequest, request: Request, repo: Reposit
     start = body.window_start()
     feeds = {"history": np.asarray(body.history[-TRAFFIC_HOURS:], dtype=np.float32)[None, :],
              "hour_of_week": np.array([hour_of_week(start)], dtype=np.int64)}
+    if model.extras["calendar"]:  # holidays and time of year, from the request's own times (no new request field)
+        feeds["calendar"] = calendar_features(start, TRAFFIC_HOURS + model.extras["horizon"])[None]
     outputs = await run_model(request, model, feeds)
     first = start + timedelta(hours=TRAFFIC_HOURS)
     stamps = [(first + timedelta(hours=h)).isoformat() for h in range(body.horizon)]
-    return _answer(model, outputs["quantiles"], body.horizon, timestamps=stamps)
+    return _answer(model, outputs["quantiles"], body.horizon, timestamps=stamps, **ood_field(request, model, outputs))
 
 
 @router.post("/price", response_model=ForecastResponse, response_model_exclude_none=True, responses=ERRORS,
@@ -135,4 +145,4 @@ async def forecast_price(body: PriceRequest, request: Request, repo: RepositoryD
     model = _model_for(repo, PRICE_TASK, body.model, body.horizon)
     feeds = {"closes": np.asarray(body.history[-PRICE_DAYS:], dtype=np.float32)[None, :]}
     outputs = await run_model(request, model, feeds)
-    return _answer(model, outputs["quantiles"], body.horizon)
+    return _answer(model, outputs["quantiles"], body.horizon, **ood_field(request, model, outputs))

@@ -236,25 +236,30 @@ def test_conformal_widening_reaches_the_target_coverage():
 @pytest.mark.timeout(180)
 def test_traffic_train_export_contract(seq_data, tmp_path):
     common = _common(seq_data, tmp_path)
-    assert main(["train", "traffic", "--epochs", "1", "--limit", "256", *common]) == 0
+    assert main(["train", "traffic", "--epochs", "1", "--limit", "256", "--set", "wf_epochs=1", *common]) == 0
+    wf = json.loads((tmp_path / "ckpt" / "traffic" / "walkforward.json").read_text())
+    assert [f["cut"][:7] for f in wf["folds"]] == ["2017-01", "2017-07"]  # the folds with fit and evaluation windows
     models = tmp_path / "models"
     assert main(["export", "traffic", "--out", str(models), *common]) == 0
     d = models / "traffic-lstm"
     m = read_manifest(d)
     assert m.task == "traffic-forecast"
     assert [(t.name, t.datatype, t.shape) for t in m.inputs] == [("history", "FP32", [-1, 168]),
-                                                                  ("hour_of_week", "INT64", [-1])]
+                                                                  ("hour_of_week", "INT64", [-1]),
+                                                                  ("calendar", "FP32", [-1, 192, 4])]
     assert [(t.name, t.datatype, t.shape) for t in m.outputs] == [("quantiles", "FP32", [-1, 24, 3])]
     assert m.parameters == {"interval": 0.8, "history_hours": 168, "horizon": 24, "quantiles": [0.1, 0.5, 0.9]}
+    assert m.metrics["walk_forward_folds"] == 2
     card = json.loads((d / "card.json").read_text())
-    assert set(card["metrics"]["baselines"]) == {"seasonal_naive_last_week", "hour_of_week_mean_train"}
+    assert card["metrics"]["walk_forward"]["summary"]["folds"] == 2
     for f in ("README.md", "training_curves.png", "forecasts.png"):
         assert (d / f).exists()
     sess = ort_session(d / "1" / "model.onnx")
     rng = np.random.default_rng(0)
     for b in (1, 5):
         (q,) = sess.run(None, {"history": rng.uniform(0, 7000, (b, 168)).astype(np.float32),
-                               "hour_of_week": rng.integers(0, 168, b).astype(np.int64)})
+                               "hour_of_week": rng.integers(0, 168, b).astype(np.int64),
+                               "calendar": rng.uniform(0, 1, (b, 192, 4)).astype(np.float32)})
         assert q.shape == (b, 24, 3)
         assert np.all(q[..., 0] <= q[..., 1]) and np.all(q[..., 1] <= q[..., 2])
 

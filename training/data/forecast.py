@@ -74,17 +74,107 @@ def hour_of_week_profile(t: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def traffic_windows(t: np.ndarray, v: np.ndarray, history: int = 168, horizon: int = 24,
                     origin_from: np.datetime64 | None = None, origin_to: np.datetime64 | None = None,
-                    target_before: np.datetime64 | None = None, stride: int = 1) -> Windows:
-    """All contiguous (history + horizon) windows; optional bounds on the first forecast hour / last target hour."""
+                    target_before: np.datetime64 | None = None, stride: int = 1, calendar: bool = False) -> Windows:
+    """All contiguous (history + horizon) windows; optional bounds on the first forecast hour / last target hour.
+
+    ``calendar``: also the input ``calendar`` [N, history + horizon, 4] (service/calendar.py, what the server computes
+    from a request's timestamps)."""
     starts = contiguous_starts(t, history + horizon)
     origin = t[starts + history] if len(starts) else np.zeros(0, dtype="datetime64[h]")
     keep = _window_mask(origin, origin + (horizon - 1) * HOUR, origin_from, origin_to, target_before)
     starts, origin = starts[keep][::stride], origin[keep][::stride]
     idx = starts[:, None] + np.arange(history + horizon)[None]
     seg = v[idx] if len(starts) else np.zeros((0, history + horizon), np.float32)
-    return Windows({"history": seg[:, :history].astype(np.float32),
-                    "hour_of_week": hour_of_week(t[starts]).astype(np.int64)},
-                   seg[:, history:].astype(np.float32), origin, week_of(origin))
+    inputs = {"history": seg[:, :history].astype(np.float32), "hour_of_week": hour_of_week(t[starts]).astype(np.int64)}
+    if calendar:
+        inputs["calendar"] = hourly_calendar(t[starts], history + horizon)
+    return Windows(inputs, seg[:, history:].astype(np.float32), origin, week_of(origin))
+
+
+def fill_short_gaps(t: np.ndarray, v: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (hourly grid t[0]..t[-1], values with holes of <= max_gap hours linearly interpolated and NaN in longer
+    ones, observed mask). For training inputs only: targets stay real observations."""
+    pos = ((t - t[0]) // HOUR).astype(np.int64)
+    grid = t[0] + np.arange(pos[-1] + 1) * HOUR
+    val = np.full(len(grid), np.nan, np.float32)
+    val[pos] = v
+    observed = ~np.isnan(val)
+    for j in np.flatnonzero((np.diff(pos) > 1) & (np.diff(pos) <= max_gap + 1)):
+        a, b = pos[j], pos[j + 1]
+        val[a + 1 : b] = np.interp(np.arange(a + 1, b), [a, b], [v[j], v[j + 1]])
+    return grid, val, observed
+
+
+def filled_traffic_windows(t: np.ndarray, v: np.ndarray, history: int = 168, horizon: int = 24, max_gap: int = 0,
+                           origin_from: np.datetime64 | None = None, origin_to: np.datetime64 | None = None,
+                           target_before: np.datetime64 | None = None, calendar: bool = False) -> Windows:
+    """Like traffic_windows, but the history may hold interpolated holes of <= max_gap hours (targets all observed).
+
+    max_gap = 0 gives exactly traffic_windows' windows."""
+    grid, val, observed = fill_short_gaps(t, v, max_gap)
+    n = len(grid) - history - horizon + 1
+    if n <= 0:
+        return traffic_windows(t[:0], v[:0], history, horizon, calendar=calendar)
+    ok_hist = np.concatenate([[0], np.cumsum(~np.isnan(val))])
+    ok_obs = np.concatenate([[0], np.cumsum(observed)])
+    s = np.arange(n)
+    keep = (ok_hist[s + history] - ok_hist[s] == history) & (ok_obs[s + history + horizon] - ok_obs[s + history] == horizon)
+    starts = s[keep]
+    origin = grid[starts + history]
+    keep = _window_mask(origin, origin + (horizon - 1) * HOUR, origin_from, origin_to, target_before)
+    starts, origin = starts[keep], origin[keep]
+    seg = val[starts[:, None] + np.arange(history + horizon)[None]]
+    inputs = {"history": seg[:, :history].astype(np.float32), "hour_of_week": hour_of_week(grid[starts]).astype(np.int64)}
+    if calendar:
+        inputs["calendar"] = hourly_calendar(grid[starts], history + horizon)
+    return Windows(inputs, seg[:, history:].astype(np.float32), origin, week_of(origin))
+
+
+def hourly_calendar(first: np.ndarray, length: int) -> np.ndarray:
+    """[N, length, 4] calendar features of the hours first[i], first[i] + 1 h, ... (one table, then indexed)."""
+    from service.calendar import CALENDAR_FEATURES, calendar_features
+
+    if not len(first):
+        return np.zeros((0, length, len(CALENDAR_FEATURES)), np.float32)
+    t0 = first.min().astype("datetime64[h]")
+    span = int((first.max() - t0) // HOUR) + length
+    table = calendar_features(t0.astype("datetime64[s]").item(), span)
+    return table[((first - t0) // HOUR).astype(np.int64)[:, None] + np.arange(length)[None]]
+
+
+@dataclass
+class Fold:
+    """One walk-forward fold: fit on windows whose last target is before ``cut``, evaluate on windows whose first
+    forecast hour is in [cut, until)."""
+
+    cut: np.datetime64
+    until: np.datetime64
+    fit: np.ndarray  # indices into the fit windows
+    eval: np.ndarray  # indices into the evaluation windows
+
+
+def month_cutoffs(first: str, last: str, step: int = 1) -> list[np.datetime64]:
+    """First hours of the months first, first + step, ... up to and including last ('YYYY-MM')."""
+    months = np.arange(np.datetime64(first, "M"), np.datetime64(last, "M") + 1, step)
+    return [m.astype("datetime64[h]") for m in months]
+
+
+def walk_forward(fit: Windows, evaluate: Windows, cutoffs: list[np.datetime64], end: np.datetime64,
+                 horizon: int = 24) -> list[Fold]:
+    """Rolling-origin folds: for cut-off k, fit on ``fit`` windows whose targets all precede cutoffs[k] and evaluate on
+    ``evaluate`` windows whose forecasts start in [cutoffs[k], cutoffs[k + 1]) (the last up to ``end``).
+
+    Evaluation periods are disjoint and in time order; a window's targets may run up to horizon - 1 hours past its
+    period (never into its own fit data: the next fold's fit set may include them, as it would in production)."""
+    bounds = [*cutoffs, end]
+    last_target = fit.origin + (horizon - 1) * HOUR
+    folds = []
+    for cut, until in zip(bounds[:-1], bounds[1:]):
+        if until <= cut:
+            raise ValueError(f"cut-offs must increase: {cut} then {until}")
+        folds.append(Fold(cut, until, np.flatnonzero(last_target < cut),
+                          np.flatnonzero((evaluate.origin >= cut) & (evaluate.origin < until))))
+    return folds
 
 
 def _window_mask(origin: np.ndarray, last_target: np.ndarray, origin_from, origin_to, target_before) -> np.ndarray:

@@ -126,6 +126,46 @@ class TrafficNet(nn.Module):
         return monotone_quantiles(raw, self.widen.view(1, 24)) * self.scale
 
 
+class TrafficCalendarNet(TrafficNet):
+    """TrafficNet + the request's calendar: ``calendar`` [B,192,4] per hour of history and forecast (US federal
+    holiday, low day, time of year; service/calendar.py computes it from the request's timestamps).
+
+    The level the net corrects is the hour-of-week profile, with holiday hours taken from the Sunday profile at the
+    same hour of day (the known holiday effect as a prior); the LSTM's daily steps carry each day's flags, so a
+    holiday in the history week is not mistaken for a level change.
+    """
+
+    def __init__(self, profile: torch.Tensor, scale: float, hidden: int = 128, layers: int = 2, dropout: float = 0.1,
+                 n_calendar: int = 4):
+        super().__init__(profile, scale, hidden, layers, dropout)
+        self.n_calendar = n_calendar
+        step_in = 24 + 24 + 6 + 24 + n_calendar  # volumes, profile, day-start calendar, holiday prior, day's flags
+        self.lstm = nn.LSTM(step_in, hidden, num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        head_in = hidden + 24 * 5 + 6 + 24 * 2 + n_calendar
+        self.head = nn.Sequential(nn.Linear(head_in, 256), nn.GELU(), nn.Dropout(dropout), nn.Linear(256, 24 * 3))
+
+    def forward(self, history: torch.Tensor, hour_of_week: torch.Tensor, calendar: torch.Tensor) -> torch.Tensor:
+        b = history.shape[0]
+        hours = torch.remainder(hour_of_week.unsqueeze(1) + torch.arange(192, device=history.device).unsqueeze(0), 168)
+        prof = self.profile[hours] * self.inv_scale  # [B,192]
+        sunday = self.profile[144 + torch.remainder(hours, 24)] * self.inv_scale
+        hol = calendar[..., 0]
+        prior = prof + hol * (sunday - prof)  # [B,192]: holiday hours look like a Sunday
+        x = history * self.inv_scale
+        day_start = hours[:, :168:24]  # [B,7]
+        day_flags = calendar[:, :168].reshape(b, 7, 24, self.n_calendar).mean(2)
+        steps = torch.cat([x.view(b, 7, 24), prof[:, :168].view(b, 7, 24), self._calendar(day_start),
+                           prior[:, :168].view(b, 7, 24), day_flags], dim=-1)
+        out, _ = self.lstm(steps)
+        fut = calendar[:, 168:]
+        feats = torch.cat([out[:, -1], x[:, :24], x[:, -24:], prof[:, 168:], prior[:, 168:], prior[:, :24],
+                           self._calendar(hour_of_week), fut[..., 0], fut[..., 1], fut[:, 0]], dim=-1)
+        raw = self.head(feats).view(b, 24, 3)
+        base = prior[:, 168:]
+        raw = torch.stack([raw[..., 0], raw[..., 1] + base, raw[..., 2]], dim=-1)
+        return monotone_quantiles(raw, self.widen.view(1, 24)) * self.scale
+
+
 class PriceNet(nn.Module):
     """Raw closes [B,60] -> price quantiles [B,5,3] via cumulative log returns.
 

@@ -165,7 +165,7 @@ class ForecastRecipe(Recipe):
     def load_trained(self, args: argparse.Namespace) -> tuple[nn.Module, ForecastConfig, dict[str, Any]]:
         path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt"
         ckpt = load_checkpoint(path)
-        cfg = ForecastConfig(**{**asdict(self.default), **ckpt["meta"]["config"]})
+        cfg = type(self.default)(**{**asdict(self.default), **ckpt["meta"]["config"]})
         net = self.build(cfg, ckpt["meta"]["info"])
         net.load_state_dict(ckpt["recipe"]["model"])
         return net.eval(), cfg, ckpt
