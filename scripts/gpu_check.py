@@ -135,7 +135,8 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = out / f"server-{label.replace('#', '-')}.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "NEUROSERVE_PROVIDERS": provider, "NEUROSERVE_LOG_LEVEL": "info",
+        # warning: the access log (info, one line per request) would be part of what the load runs measure
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "NEUROSERVE_PROVIDERS": provider, "NEUROSERVE_LOG_LEVEL": "warning",
                **(extra_env or {})}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(self.port),
@@ -528,7 +529,10 @@ def workloads(url: str, models: list[dict], clients: list[int], translate_client
     return out
 
 
-def load_runs(servers: list[ServerProcess], seconds: float, generator: str, deadline: Deadline, args, report) -> list[dict]:
+def load_runs(servers: list[ServerProcess], seconds: float, generator: str, deadline: Deadline, args, report,
+              reserve_s: float = 0.0) -> list[dict]:
+    """Every workload at each client count on every server; a run that would end within reserve_s of the deadline
+    (the time kept for the generation step) is skipped."""
     rows: list[dict] = []
     plan = workloads(servers[0].url, servers[0].models, args.clients, args.translate_clients, args.batch_clients)
     for work in plan:
@@ -536,7 +540,7 @@ def load_runs(servers: list[ServerProcess], seconds: float, generator: str, dead
             for server in servers:
                 row = {"workload": work["name"], "key": work["key"], "provider": server.label, "clients": clients,
                        "generator": generator, "seconds": seconds}
-                if deadline.left() < seconds + 10:
+                if deadline.left() < seconds + 10 + reserve_s:
                     row["error"] = "skipped: time limit"
                     rows.append(row)
                     continue
@@ -545,7 +549,11 @@ def load_runs(servers: list[ServerProcess], seconds: float, generator: str, dead
                     tokens_before = generated_tokens(server, work["tokens_model"]) if "tokens_model" in work else None
                     url = server.url + work["path"]
                     if generator == "hey":
-                        latencies, errors, elapsed, first_error = hey_load(url, work["body"], work["headers"], clients, seconds)
+                        try:
+                            latencies, errors, elapsed, first_error = hey_load(url, work["body"], work["headers"], clients, seconds)
+                        except Exception as exc:  # noqa: BLE001  (a hey without -z / -o csv, or one that crashed)
+                            row["generator"] = f"python (hey failed: {type(exc).__name__}: {str(exc)[:120]})"
+                            latencies, errors, elapsed, first_error = python_load(url, work["body"], work["headers"], clients, seconds)
                     else:
                         latencies, errors, elapsed, first_error = python_load(url, work["body"], work["headers"], clients, seconds)
                     count = len(latencies)
@@ -576,7 +584,7 @@ def generation_bench(providers: list[str], models: Path, deadline: Deadline, qui
         return [{"error": "skipped: time limit"}]
     json_path = out / "generation.json"
     args = [sys.executable, "-m", "bench.generation_bench", "--models", str(models), "--quick", "--json", str(json_path),
-            "--providers", ",".join(dict.fromkeys(providers)), "--max-tokens", "16" if quick else "48"]
+            "--providers", ",".join(dict.fromkeys(providers)), "--max-tokens", "16" if quick else "32"]
     try:
         done = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
                               timeout=budget)
@@ -628,7 +636,8 @@ class Report:
                  f"built for CUDA {env.get('built_for_cuda')}, cuDNN {env.get('built_for_cudnn')}); load generator: "
                  f"{d.get('generator', '?')}; {d.get('seconds', '?')} s per load run", ""]
         for label, server in d["servers"].items():
-            providers = sorted({f"{m['id']}: {m.get('provider')}" for m in server.get("models", [])})
+            providers = sorted({f"{m['id']}: {m.get('provider')}" if m.get("ready") else
+                                f"{m['id']}: **{m.get('state')}** {str(m.get('reason', ''))[:160]}" for m in server.get("models", [])})
             lines.append(f"- server {label}: {server.get('error') or 'ready in %.1f s' % server.get('ready_s', 0)}; "
                          f"libraries: {', '.join(server.get('libraries', [])) or 'none mapped'}")
             if providers:
@@ -702,21 +711,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default=None, help="comma-separated, the first is the reference "
                         "(default: cpu,cuda when onnxruntime has CUDA, else cpu)")
     parser.add_argument("--quick", action="store_true", help="reduced: 1 s runs, clients 1,4, a short generation bench")
-    parser.add_argument("--seconds", type=float, default=None, help="each load run (default 8; --quick 1)")
+    parser.add_argument("--seconds", type=float, default=None, help="each load run (default 7; --quick 1)")
     parser.add_argument("--clients", type=parse_ints, default=None, help="default 1,64 (--quick 1,4)")
     parser.add_argument("--translate-clients", type=parse_ints, default=None, help="default 1,32 (--quick 1,4)")
     parser.add_argument("--batch-clients", type=parse_ints, default=None, help="for 64-image requests; default 1,8 (--quick 1)")
     parser.add_argument("--load", choices=["auto", "hey", "python"], default="auto", help="load generator (auto: hey when on PATH)")
-    parser.add_argument("--time-limit", type=float, default=None, help="the whole run, seconds (default 290; --quick 120)")
-    parser.add_argument("--start-timeout", type=float, default=150.0, help="for each server to become ready")
+    parser.add_argument("--time-limit", type=float, default=None, help="the whole run, seconds (default 270; --quick 120)")
+    parser.add_argument("--start-timeout", type=float, default=120.0, help="for each server to become ready")
     parser.add_argument("--skip", default="", help="comma-separated steps to skip: parity,load,generation")
+    parser.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                        help="an environment variable for every server (repeatable), e.g. NEUROSERVE_WORKERS=4")
     args = parser.parse_args(argv)
-    args.seconds = args.seconds or (1.0 if args.quick else 8.0)
+    args.seconds = args.seconds or (1.0 if args.quick else 7.0)
     args.clients = args.clients or ([1, 4] if args.quick else [1, 64])
     args.translate_clients = args.translate_clients or ([1, 4] if args.quick else [1, 32])
     args.batch_clients = args.batch_clients or ([1] if args.quick else [1, 8])
-    limit = args.time_limit or (120.0 if args.quick else 290.0)
+    limit = args.time_limit or (120.0 if args.quick else 270.0)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    server_env = dict(item.split("=", 1) for item in args.server_env if "=" in item)
     started = time.monotonic()
     deadline = Deadline(limit)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -741,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     providers = (args.providers.split(",") if args.providers else
                  (["cpu", "cuda"] if "CUDAExecutionProvider" in available else ["cpu"]))
     generator = "hey" if args.load == "hey" or (args.load == "auto" and shutil.which("hey")) else "python"
-    report.data.update(providers=providers, generator=generator, seconds=args.seconds, quick=args.quick,
+    report.data.update(providers=providers, generator=generator, seconds=args.seconds, quick=args.quick, server_env=server_env,
                        argv=sys.argv[1:] if argv is None else argv)
     log(f"providers {providers}, load generator {generator}, {args.seconds:g} s per run, time limit {limit:.0f} s")
 
@@ -750,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
         for provider in providers:
             seen[provider] = seen.get(provider, 0) + 1
             label = provider if seen[provider] == 1 else f"{provider}#{seen[provider]}"
-            servers.append(ServerProcess(label, provider, args.models.resolve(), args.out))
+            servers.append(ServerProcess(label, provider, args.models.resolve(), args.out, server_env))
         t0 = time.monotonic()
         for s in servers:
             try:
@@ -770,7 +782,9 @@ def main(argv: list[str] | None = None) -> int:
         if len(ready) >= 2 and "parity" not in skip:
             report.data["parity"] = report.step("parity", parity, ready, deadline, 60.0) or []
         if ready and "load" not in skip:
-            report.data["load"] = report.step("load", load_runs, ready, args.seconds, generator, deadline, args, report) or []
+            reserve = 0.0 if "generation" in skip else (25.0 if args.quick else 45.0)
+            report.data["load"] = report.step("load", load_runs, ready, args.seconds, generator, deadline, args, report,
+                                              reserve) or []
         for s in servers:
             s.stop()
         if "generation" not in skip:
