@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -102,6 +102,32 @@ class Batching(BaseModel):
         return [1 << i for i in range(self.max_batch_size.bit_length()) if 1 << i < self.max_batch_size] + [self.max_batch_size]
 
 
+class OodGroup(BaseModel):
+    """One feature group of the OOD output: `size` columns, in order; its distances standardised by loc/scale."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9_]{1,32}$")
+    size: int = Field(ge=1, le=65536)
+    loc: float = Field(allow_inf_nan=False)
+    scale: float = Field(gt=0, allow_inf_nan=False)
+    source: str = Field(default="", description="what the columns are (graph tensors), for people")
+
+
+class OodSpec(BaseModel):
+    """The out-of-distribution profile (service/ood.py; written by ``neuroserve-train ood MODEL``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output: str = Field(default="ood_features", description="the graph output holding the features [batch, D]")
+    profile: str = Field(description="npz beside the manifest: <group>.means [classes, size], <group>.whiten [size, size]")
+    groups: list[OodGroup] = Field(min_length=1)
+    combine: Literal["sum", "max"] = Field(default="sum", description="how the groups' standardised distances combine")
+    threshold: float = Field(allow_inf_nan=False, description="score >= threshold is unusual (chosen on validation)")
+    window: int = Field(default=1000, ge=1, le=1_000_000, description="inputs in the rolling unusual share (/metrics)")
+    details: dict[str, Any] = Field(default_factory=dict, description="how it was fitted and checked (AUROCs)")
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +148,7 @@ class Manifest(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict, description="task-specific settings, e.g. threshold")
     provenance: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    ood: OodSpec | None = Field(default=None, description="out-of-distribution profile; none: answers carry no ood field")
 
     @field_validator("name")
     @classmethod

@@ -55,6 +55,20 @@ class Metrics:
                                               ["model"], buckets=BATCH_BUCKETS, registry=r)
         self.generation_finished = Counter("neuroserve_generation_finished", "Generation requests ended, by how (done, cancelled, error)",
                                            ["model", "reason"], registry=r)
+        # out-of-distribution flags (service/ood.py): the rolling share is the drift signal; the counters let
+        # Prometheus rate them (and sum them across workers, where each worker keeps its own window)
+        self.ood_unusual_share = Gauge("neuroserve_ood_unusual_share",
+                                       "Share of unusual inputs among the model's last scored ones (the manifest's ood.window)",
+                                       ["model"], registry=r, multiprocess_mode="livemax")
+        self.ood_inputs = Counter("neuroserve_ood_inputs", "Inputs given an OOD score", ["model"], registry=r)
+        self.ood_unusual = Counter("neuroserve_ood_unusual", "Inputs flagged unusual (OOD score >= threshold)",
+                                   ["model"], registry=r)
+
+    def observe_ood(self, model: str, share: float, unusual: int, scored: int) -> None:
+        self.ood_unusual_share.labels(model=model).set(share)
+        self.ood_inputs.labels(model=model).inc(scored)
+        if unusual:
+            self.ood_unusual.labels(model=model).inc(unusual)
 
     def observe_inference(self, model: str, stats) -> None:
         """Queue and compute time per request; batch size once per batch (its leader reports it)."""

@@ -25,6 +25,7 @@ from service.generation.runtime import EngineBatcher, GenerationRuntime, load_ge
 from service.heap import freeze_long_lived
 from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, valid_version
 from service.metrics import Metrics
+from service.ood import OodProfile, load_ood
 from service.runtime import OnnxRuntimeSession
 from service.settings import Settings
 
@@ -65,6 +66,7 @@ class ModelVersion:
     batcher: Batcher | EngineBatcher
     stats: VersionStats = field(default_factory=VersionStats)
     extras: dict = field(default_factory=dict)  # what the task adapter prepared at load (a tokenizer, ...)
+    ood: OodProfile | None = None  # manifest `ood`: scores answers' inputs (service/ood.py)
 
     @property
     def provider(self) -> str:
@@ -351,6 +353,8 @@ class ModelRepository:
                     raise
                 except Exception as exc:
                     raise ModelLoadError(f"{folder}: cannot serve task {manifest.task!r}: {exc}") from exc
+            if manifest.ood is not None:
+                version.ood = load_ood(version)  # the out-of-distribution profile, checked against this graph
             versions[version_dir.name] = version
         return manifest, versions
 

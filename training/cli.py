@@ -4,6 +4,7 @@
     neuroserve-train evaluate cifar10
     neuroserve-train export cifar10            # writes models/cifar10-resnet and models/cifar10-int8
     neuroserve-train prepare tumor --source Training/ --out /tmp/tumor/train.npz
+    neuroserve-train ood tumor-cnn             # out-of-distribution profile of a committed model
 """
 
 from __future__ import annotations
@@ -56,11 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(generation recipes)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="train: override a recipe config field (generation recipes), repeatable")
+    from training.ood import add_arguments as ood_arguments  # numpy + onnx only at import
+
+    ood_help = ("out-of-distribution profile of a committed model: adds the ood_features output, writes the profile, "
+                "manifest/card sections (training/ood.py)")
+    ood_arguments(sub.add_parser("ood", help=ood_help, description=ood_help))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "ood":
+        from training.ood import main as ood_main
+
+        return ood_main(args)
     recipe = get_recipe(args.task)
     return int(getattr(recipe, args.command)(args) or 0)
 

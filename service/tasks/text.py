@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 
 from service.api.deps import RepositoryDep, error_responses, run_model
 from service.errors import ModelLoadError
+from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
@@ -60,6 +61,7 @@ class SentimentRequest(BaseModel):
 class SentimentResult(BaseModel):
     label: str = Field(description="positive or negative")
     score: float = Field(description="probability that the text is positive")
+    ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
 
 
 class SentimentResponse(BaseModel):
@@ -92,4 +94,5 @@ async def sentiment(body: SentimentRequest, request: Request, repo: RepositoryDe
     outputs = await run_model(request, model, feeds)
     positive = outputs["probabilities"][:, -1]
     results = [{"label": "positive" if p >= 0.5 else "negative", "score": float(p)} for p in positive]
+    attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import RepositoryDep, error_responses, run_model
 from service.errors import InferenceFailed, Unprocessable
+from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
@@ -56,6 +57,7 @@ class Classification(BaseModel):
     label: str
     score: float
     top_k: list[LabelScore]
+    ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
 
 
 class ClassifyResponse(BaseModel):
@@ -75,6 +77,7 @@ class TumorResult(BaseModel):
     probability: float
     threshold: float
     subtype: Subtype | None = Field(default=None, description="present when the model has a subtype head")
+    ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
 
 
 class TumorResponse(BaseModel):
@@ -130,6 +133,7 @@ async def classify(request: Request, repo: RepositoryDep) -> JSONBytes:
     for row, indices in zip(probabilities, order):
         ranked = [{"label": labels[i], "score": float(row[i])} for i in indices]
         results.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
+    attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})
 
 
@@ -155,6 +159,7 @@ async def detect_tumor(request: Request, repo: RepositoryDep) -> JSONBytes:
             result["subtype"] = {"label": labels[best], "score": float(row[best]),
                                  "probabilities": {label: float(v) for label, v in zip(labels, row)}}
         results.append(result)
+    attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})
 
 
