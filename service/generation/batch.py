@@ -87,10 +87,16 @@ class Rows:
         cached = parts[0].past_key is not None
         device = next((p.device for p in parts if p.device is not None), None)
         if cached and device is not None and any(p._on_device() for p in parts):
-            # fold pairwise on the device: left-padding to the longest so far, then to the overall longest, is the same
-            cache = (parts[0].past_key, parts[0].past_value)
+            # fold pairwise on the device: left-padding to the longest so far, then to the overall longest, is the same.
+            # Host parts (fresh rows: an empty past) are padded here first, so no graph ever pads an empty tensor.
+            def cache_of(p: Rows) -> tuple:
+                if p._on_device():
+                    return p.past_key, p.past_value
+                return pad_to(p.past_key, 3, length), pad_to(p.past_value, 3, length)
+
+            cache = cache_of(parts[0])
             for part in parts[1:]:
-                cache = device.join(cache, (part.past_key, part.past_value))
+                cache = device.join(cache, cache_of(part))
             return cls(np.concatenate([pad_to(p.ids, 1, length) for p in parts]),
                        np.concatenate([pad_to(p.mask, 1, length) for p in parts]), cache[0], cache[1],
                        np.concatenate([p.next_ids for p in parts]), np.concatenate([p.positions for p in parts]), device)

@@ -124,18 +124,25 @@ class DeviceCache:
             device_id = int(options.get(providers[0], {}).get("device_id", 0) or 0)
         self.device_id = device_id
         self.output_names = [o.name for o in session.get_outputs()]
+        self._select = self._graph_session(SELECT, providers, options)
+        self._join = self._graph_session(JOIN, providers, options)
+        self.copies = {"select": 0, "join": 0, "upload": 0}  # graph runs and uploads (tests, the benchmark)
+
+    def _graph_session(self, chunks: tuple[str, ...], providers: list[str], options: dict) -> ort.InferenceSession:
+        """A cache graph on the decoder's providers, with its provider options (or just the device id, should
+        this onnxruntime refuse some option that it reported)."""
         sess_options = ort.SessionOptions()
         sess_options.log_severity_level = 3
         sess_options.intra_op_num_threads = 1
-        self._select = ort.InferenceSession(base64.b64decode("".join(SELECT)), sess_options=sess_options,
-                                            providers=providers, provider_options=[options.get(p, {}) for p in providers])
-        self._join = ort.InferenceSession(base64.b64decode("".join(JOIN)), sess_options=sess_options,
-                                          providers=providers, provider_options=[options.get(p, {}) for p in providers])
-        self.copies = {"select": 0, "join": 0, "upload": 0}  # graph runs and uploads (tests, the benchmark)
-
-    @classmethod
-    def for_session(cls, session: ort.InferenceSession) -> "DeviceCache":
-        return cls(session)
+        graph = base64.b64decode("".join(chunks))
+        try:
+            return ort.InferenceSession(graph, sess_options=sess_options, providers=providers,
+                                        provider_options=[options.get(p, {}) for p in providers])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cache graph session with the decoder's provider options failed (%s); retrying with the device id",
+                        exc)
+            fallback = [{"device_id": str(self.device_id)} if p == "CUDAExecutionProvider" else {} for p in providers]
+            return ort.InferenceSession(graph, sess_options=sess_options, providers=providers, provider_options=fallback)
 
     def self_test(self) -> None:
         """Both cache graphs once on this provider, against numpy (at load: a provider that cannot run them fails here)."""
