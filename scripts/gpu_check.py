@@ -372,7 +372,11 @@ def parity(servers: list[ServerProcess], deadline: Deadline, timeout_s: float) -
             checks: list[tuple[str, str, dict, callable]] = [
                 (label, path, body, lambda r, g, task=model["task"]: compare_task(task, r, g, tol))
                 for label, path, body in _safe(task_requests, model)]
-            meta = client.get(f"{ref.url}/v2/models/{model['id']}").json()
+            try:
+                meta = client.get(f"{ref.url}/v2/models/{model['id']}").json()
+            except Exception as exc:  # noqa: BLE001
+                meta = {}
+                rows.append({"model": model["id"], "endpoint": "metadata", "ok": False, "detail": f"{type(exc).__name__}: {exc}"})
             if model["task"] == "translation":
                 texts = SENTENCES[:2] if model["max_input_tokens"] >= 64 else SENTENCES[3:5]
                 inputs = [{"name": "text", "shape": [2], "datatype": "BYTES", "data": texts}]
@@ -678,10 +682,35 @@ class Report:
                     continue
                 lines.append(f"| {r['model']} | {r.get('provider', '')} | {r.get('cache_where', r.get('cache', ''))} | {r['decoding']} | "
                              f"{r['requests']} | {r['tokens']} | {r['tokens_per_s']:.0f} | {r['p50_ms']:.1f} |")
+        targets = self.targets()
+        if targets:
+            lines += ["", "## Issue 14's targets", "", "| target | measured | met |", "|---|---|---|"]
+            lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets]
         if d["errors"]:
             lines += ["", "## Step failures", ""] + [f"- {e['step']}: {e['error']}" for e in d["errors"]]
         lines += ["", f"Steps (s): {d.get('step_seconds', {})}; total {d.get('total_s', '?')} s"]
         return "\n".join(lines) + "\n"
+
+    def targets(self) -> list[tuple[str, str, bool]]:
+        """Issue 14's GPU targets, from the load rows of the cuda server (when there is one)."""
+        load = [r for r in self.data["load"] if "rps" in r]
+        cuda = {(r["key"], r["clients"]): r for r in load if r["provider"] == "cuda"}
+        cpu = {(r["key"], r["clients"]): r for r in load if r["provider"] == "cpu"}
+        out = []
+        if (row := cuda.get(("oip-1", 64))) is not None:
+            out.append(("binary OIP 1 image, 64 clients: >= 2,000 req/s, p99 <= 60 ms",
+                        f"{row['rps']:,.0f} req/s, p99 {row['p99_ms']:.1f} ms", row["rps"] >= 2000 and row["p99_ms"] <= 60))
+        if (row := cuda.get(("oip-1", 1))) is not None:
+            out.append(("binary OIP 1 image, 1 client: p50 <= 2 ms", f"p50 {row['p50_ms']:.2f} ms", row["p50_ms"] <= 2))
+        batch = [r for (k, _), r in cuda.items() if k == "oip-64"]
+        if batch:
+            best = max(r["images_per_s"] for r in batch)
+            out.append(("requests of 64 images: >= 20,000 images/s", f"{best:,.0f} images/s", best >= 20000))
+        for clients in (32, 64):
+            if (g := cuda.get(("translate", clients))) and (c := cpu.get(("translate", clients))) and c["rps"] > 0:
+                out.append((f"translation at {clients} clients: >= 3x the CPU", f"{g['rps']:,.0f} against {c['rps']:,.0f} req/s "
+                            f"({g['rps'] / c['rps']:.2f}x)", g["rps"] >= 3 * c["rps"]))
+        return out
 
     def ratios(self) -> list[dict]:
         load = [r for r in self.data["load"] if "rps" in r]
