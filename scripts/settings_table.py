@@ -11,7 +11,7 @@ from service.settings import Settings
 def settings_table() -> str:
     lines = ["| variable | default | meaning |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
-        described = {"intra_op_threads": "cores / instances (1 on 2 cores)", "models_dir": "the repository's models/"}
+        described = {"intra_op_threads": "cores / workers / instances (1 on 2 cores)", "models_dir": "the repository's models/"}
         if name in described:
             default = described[name]
         elif field.default_factory is not None:

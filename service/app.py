@@ -26,6 +26,7 @@ from service.runtime import cuda_summary, runtime_summary
 from service.security import api_key_valid
 from service.settings import Settings
 from service.tasks import task_preparers, task_routers
+from service.workers import WorkerGroup
 
 log = logging.getLogger("neuroserve")
 
@@ -52,6 +53,12 @@ def _validation_param(exc: RequestValidationError) -> str | None:
     return None
 
 
+async def _flush_every(pause_timer: PauseTimer, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        pause_timer.flush()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -61,24 +68,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     metrics = Metrics()
     repository = ModelRepository(settings, metrics, task_preparers())
+    workers = WorkerGroup.from_environment(settings.workers)  # None: one process (service/workers.py)
+
+    async def load_models() -> None:
+        await repository.load_all()
+        if workers is not None:  # tell the other workers (readiness) and /metrics, which another worker may serve
+            metrics.models_ready.set(sum(1 for e in repository.entries.values() if e.ready))
+            if repository.all_ready():
+                workers.mark_ready()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        pause_timer = PauseTimer(metrics.gc_pause).install()
+        pause_timer = PauseTimer(metrics.gc_pause, deferred=workers is not None).install()
+        flusher = asyncio.create_task(_flush_every(pause_timer, 1.0), name="gc-pauses") if workers is not None else None
         log.info(runtime_summary())
         if (cuda := cuda_summary()) is not None:
             log.info(cuda)
         if not settings.auth_enabled:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
-        loader = asyncio.create_task(repository.load_all(), name="load-models")
+        loader = asyncio.create_task(load_models(), name="load-models")
         app.state.loader = loader
+        if workers is not None and workers.ready_pids():
+            # A worker started while others serve (a replacement): load before accepting connections (uvicorn
+            # listens after startup), so the port's traffic stays with the ready workers meanwhile, not 503s.
+            await asyncio.shield(loader)
         try:
             yield
         finally:
             app.state.draining = True
+            if workers is not None:
+                workers.mark_not_ready()
             loader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await loader
+            if flusher is not None:
+                flusher.cancel()
             await repository.close()
             pause_timer.remove()
             log.info("shut down")
@@ -93,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.repository = repository
     app.state.draining = False
+    app.state.workers = workers
 
     def error(request: Request, status: int, message: str, headers=None, param: str | None = None,
               code: str | None = None) -> JSONBytes:
@@ -128,5 +153,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["*"], expose_headers=["Inference-Header-Content-Length", "X-Request-ID"])
     app.add_middleware(ServingMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes, state=app.state,
+                       worker_pid=workers.pid if workers is not None else None,
                        docs_allowed=(lambda authorization: api_key_valid(settings, authorization)) if settings.auth_enabled else None)
     return app

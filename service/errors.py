@@ -34,6 +34,12 @@ class NotFound(NeuroserveError):
     status_code = 404
 
 
+class Conflict(NeuroserveError):
+    """The request cannot be applied in the server's current configuration (409)."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(NeuroserveError):
     status_code = 413
 

@@ -31,17 +31,30 @@ def freeze_long_lived() -> float:
 
 
 class PauseTimer:
-    """Every collection's duration, by generation, into a histogram (``gc.callbacks``)."""
+    """Every collection's duration, by generation, into a histogram (``gc.callbacks``).
 
-    def __init__(self, histogram) -> None:
+    deferred: keep the durations for `flush` instead of observing them in the callback. With several workers
+    prometheus_client guards every metric of the process with one non-reentrant lock; a collection that starts
+    while this thread holds it (any metric update allocates) would deadlock the worker in the callback."""
+
+    def __init__(self, histogram, deferred: bool = False) -> None:
         self.histogram = histogram
+        self.deferred = deferred
+        self.pending: list[tuple[str, float]] = []
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started = time.perf_counter()
+        elif self.deferred:
+            self.pending.append((str(info["generation"]), time.perf_counter() - self._started))
         else:
             self.histogram.labels(generation=str(info["generation"])).observe(time.perf_counter() - self._started)
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for generation, seconds in pending:
+            self.histogram.labels(generation=generation).observe(seconds)
 
     def install(self) -> "PauseTimer":
         gc.callbacks.append(self)

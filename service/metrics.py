@@ -1,8 +1,18 @@
-"""Prometheus collectors, one registry per app (so tests can build several apps)."""
+"""Prometheus collectors, one registry per app (so tests can build several apps).
+
+With several worker processes (`neuroserve serve --workers N`, service/workers.py) prometheus_client runs in
+its multiprocess mode: PROMETHEUS_MULTIPROC_DIR is set before this module is imported, every process writes
+its values to files there, and /metrics sums them (`exposition`). A Gauge then needs a `multiprocess_mode`
+saying how the workers' values combine: "livesum" for amounts (requests in flight, rows decoding), "livemin" or
+"livemax" for states; without one, /metrics shows each worker's value with a `pid` label. One process: the
+modes change nothing.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -29,7 +39,8 @@ class Metrics:
         self.batch_size = Histogram(
             "neuroserve_batch_size", "Rows per session.run", ["model"], buckets=BATCH_BUCKETS, registry=r
         )
-        self.in_flight = Gauge("neuroserve_in_flight_requests", "Requests being handled now", registry=r)
+        self.in_flight = Gauge("neuroserve_in_flight_requests", "Requests being handled now", registry=r,
+                               multiprocess_mode="livesum")
         self.load_failures = Counter(
             "neuroserve_model_load_failures", "Model loads that failed", ["model"], registry=r
         )
@@ -37,7 +48,8 @@ class Metrics:
             "neuroserve_gc_pause_seconds", "Python garbage-collector passes (every thread waits), by generation",
             ["generation"], buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r)
+        # several workers: the fewest any live worker has ready
+        self.models_ready = Gauge("neuroserve_models_ready", "Models in READY state", registry=r, multiprocess_mode="livemin")
         # provider truth (service/runtime.py): what each loaded version's session really runs on
         self.model_provider = Gauge("neuroserve_model_provider", "1 for the execution provider a loaded model version runs on",
                                     ["model", "version", "provider"], registry=r, multiprocess_mode="livemax")
@@ -46,9 +58,9 @@ class Metrics:
             ["model", "version"], registry=r, multiprocess_mode="livemax")
         # generation (translation, chat): the decode-step scheduler of each model
         self.generation_rows = Gauge("neuroserve_generation_rows", "Rows being decoded now (beams and choices count one each)",
-                                     ["model"], registry=r)
+                                     ["model"], registry=r, multiprocess_mode="livesum")
         self.generation_waiting = Gauge("neuroserve_generation_waiting", "Generation requests waiting for room in the decode batch",
-                                        ["model"], registry=r)
+                                        ["model"], registry=r, multiprocess_mode="livesum")
         self.generated_tokens = Counter("neuroserve_generated_tokens", "Tokens generated (every row of every step)",
                                         ["model"], registry=r)
         self.generation_step_rows = Histogram("neuroserve_generation_step_rows", "Rows per decode step (steps batched across requests)",
@@ -69,6 +81,17 @@ class Metrics:
         self.ood_inputs.labels(model=model).inc(scored)
         if unusual:
             self.ood_unusual.labels(model=model).inc(unusual)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The /metrics body and its content type: this registry, or with several workers every worker's values."""
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
     def observe_inference(self, model: str, stats) -> None:
         """Queue and compute time per request; batch size once per batch (its leader reports it)."""

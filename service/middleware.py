@@ -45,8 +45,10 @@ def _error(status: int, message: str, extra_headers: list[tuple[bytes, bytes]] =
 
 
 class ServingMiddleware:
-    def __init__(self, app, *, metrics: Metrics, max_body_bytes: int, state, docs_allowed=None):
+    def __init__(self, app, *, metrics: Metrics, max_body_bytes: int, state, docs_allowed=None, worker_pid: int | None = None):
         self.app = app
+        # several worker processes: every answer names its worker (X-Neuroserve-Worker: pid), for debugging and tests
+        self.extra_headers = [(b"x-neuroserve-worker", str(worker_pid).encode())] if worker_pid is not None else []
         self.docs_allowed = docs_allowed  # callable(authorization header) -> bool
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
@@ -64,12 +66,13 @@ class ServingMiddleware:
         status_holder = [500]
         response_started = [False]
         id_header = (b"x-request-id", request_id.encode())
+        extra_headers = self.extra_headers
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
                 response_started[0] = True
                 status_holder[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), id_header]
+                message["headers"] = [*message.get("headers", []), id_header, *extra_headers]
             await send(message)
 
         async def respond(status: int, text: str, extra=()):

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, va
 from service.metrics import Metrics
 from service.ood import OodProfile, load_ood
 from service.runtime import OnnxRuntimeSession
-from service.settings import Settings
+from service.settings import Settings, cpu_cores
 
 log = logging.getLogger("neuroserve.repository")
 
@@ -389,7 +388,7 @@ class ModelRepository:
         instance, one core) or threads do not matter (a GPU provider). On 2 idle cores a lone request ran
         2.0x faster on it for the CIFAR CNN, 1.6x for its INT8 variant, 1.2x for the sentiment LSTM
         (docs/benchmarks.md)."""
-        threads = min(os.cpu_count() or 1, instances * self.settings.intra_op_threads)
+        threads = min(cpu_cores(), instances * self.settings.intra_op_threads)  # this worker's share of the cores
         if (not self.settings.solo_session or threads <= self.settings.intra_op_threads
                 or session.provider != "CPUExecutionProvider"):
             return None

@@ -13,16 +13,27 @@ from typing_extensions import Annotated
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
+def cpu_cores() -> int:
+    """Cores one server process may use: the machine's, shared among the NEUROSERVE_WORKERS worker processes
+    (`neuroserve serve --workers N` exports it to its workers), so N workers do not each size their thread pools
+    for the whole machine. At least one."""
+    try:
+        workers = int(os.environ.get("NEUROSERVE_WORKERS", "1") or 1)
+    except ValueError:
+        workers = 1
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
 def default_instances() -> int:
     """Runs in flight per model when neither the manifest nor the settings say: one per core, up to 4.
     On small CPUs, two single-threaded runs use two cores better than one run on two threads
     (measured in docs/benchmarks.md)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    return max(1, min(4, cpu_cores()))
 
 
 def _default_threads() -> int:
     # ORT's intra-op pool per session: the cores left per instance, so instances x threads = cores.
-    return max(1, (os.cpu_count() or 1) // default_instances())
+    return max(1, cpu_cores() // default_instances())
 
 
 class Settings(BaseSettings):
@@ -32,6 +43,11 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to bind.")
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes sharing the port (`neuroserve serve --workers N`). "
+        "Each loads every model; the default instances and ORT threads divide the cores among them; metrics are "
+        "summed over them; readiness waits for all; the repository API's load and unload answer 409 while N > 1."
+    )
     models_dir: Path = Field(default=DEFAULT_MODELS_DIR, description="Model repository folder (models/<name>/<version>/model.onnx).")
     load_models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated model names to load at start; empty loads every model found."

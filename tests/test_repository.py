@@ -210,7 +210,7 @@ def _solo_threads(client, model="add-sub"):
 
 
 def test_several_single_threaded_instances_get_a_solo_session_with_their_threads(make_client, own_repo, monkeypatch):
-    monkeypatch.setattr("service.repository.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("service.settings.os.cpu_count", lambda: 4)
     client = make_client(models_dir=own_repo, model_instances=2, intra_op_threads=1)
     assert _solo_threads(client) == 2
     batcher = client.app.state.repository.get("add-sub").batcher
@@ -228,7 +228,7 @@ def test_several_single_threaded_instances_get_a_solo_session_with_their_threads
     {"model_instances": 2, "intra_op_threads": 1, "solo_session": False},
 ])
 def test_no_solo_session_where_it_would_not_add_threads_or_is_turned_off(make_client, own_repo, monkeypatch, overrides):
-    monkeypatch.setattr("service.repository.os.cpu_count", lambda: 4)
+    monkeypatch.setattr("service.settings.os.cpu_count", lambda: 4)
     client = make_client(models_dir=own_repo, **overrides)
     assert _solo_threads(client) is None
     assert _infer_add(client).status_code == 200

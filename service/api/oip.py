@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from service import __version__
 from service.api.deps import ModelName, RepositoryDep, mark_model, run_model
 from service.codecs import HEADER_LENGTH, encode_infer_response, parse_infer_request, parse_json_object
-from service.errors import BadRequest, NotFound, PayloadTooLarge, ServiceUnavailable
+from service.errors import BadRequest, Conflict, NotFound, PayloadTooLarge, ServiceUnavailable
 from service.repository import ModelRepository, ModelVersion
 from service.responses import JSONBytes
 from service.runtime import DATATYPE_TO_NUMPY
@@ -33,21 +33,27 @@ health = APIRouter(prefix="/v2/health", tags=["health"])
 router = APIRouter(prefix="/v2", tags=["open-inference-protocol"], dependencies=[Depends(require_api_key)],
                    responses=ERROR_RESPONSES)
 repository_router = APIRouter(prefix="/v2/repository", tags=["model-repository"],
-                              dependencies=[Depends(require_admin_key)], responses=ERROR_RESPONSES)
+                              dependencies=[Depends(require_admin_key)],
+                              responses={**ERROR_RESPONSES, 409: {"description": "Load or unload while several workers serve"}})
 
 
-@health.get("/live", summary="Liveness: the process answers")
-async def live() -> JSONBytes:
-    return JSONBytes({"live": True})
+@health.get("/live", summary="Liveness: the process answers (with several workers, the one that answered)")
+async def live(request: Request) -> JSONBytes:
+    workers = request.app.state.workers
+    return JSONBytes({"live": True} if workers is None else {"live": True, "pid": workers.pid})
 
 
-@health.get("/ready", summary="Readiness: every model loaded and warm",
+@health.get("/ready", summary="Readiness: every model loaded and warm (with several workers: in every worker)",
             responses={503: {"description": "Models still loading (or, with strict readiness, one failed)"}})
-async def ready(repo: RepositoryDep) -> JSONBytes:
+async def ready(repo: RepositoryDep, request: Request) -> JSONBytes:
     failed = {e.name: e.reason for e in repo.entries.values() if e.state.value == "UNAVAILABLE"}
     loading = sorted(e.name for e in repo.entries.values() if e.state.value == "LOADING")
     ok = repo.all_ready()
     body = {"ready": ok, "loading": loading, "failed": failed}
+    workers = request.app.state.workers
+    if workers is not None:  # lists this worker's models; ready only when all N workers have loaded theirs
+        body["workers"] = workers.describe()
+        ok = body["ready"] = ok and workers.all_ready()
     return JSONBytes(body, status_code=200 if ok else 503, headers=None if ok else {"Retry-After": "2"})
 
 
@@ -240,9 +246,19 @@ async def _optional_json(request: Request) -> dict:
     return parse_json_object(body) if body.strip() else {}
 
 
+def _one_process(request: Request, action: str) -> None:
+    """Load and unload change one process's models; with several workers the others would not follow."""
+    workers = request.app.state.workers
+    if workers is not None:
+        raise Conflict(f"cannot {action} models while {workers.size} worker processes serve (NEUROSERVE_WORKERS): "
+                       "each holds its own copy of the models. Set NEUROSERVE_LOAD_MODELS and restart the server, "
+                       "or run one worker to use the repository API.")
+
+
 @repository_router.post("/models/{model_name}/load", summary="Load, or atomically reload, a model")
 async def repository_load(model_name: ModelName, repo: RepositoryDep, request: Request) -> JSONBytes:
     await _optional_json(request)
+    _one_process(request, "load")
     folder = repo.model_folder(model_name)
     if not folder.is_dir():
         raise NotFound(f"no model {model_name!r} in the repository")
@@ -258,5 +274,6 @@ async def repository_load(model_name: ModelName, repo: RepositoryDep, request: R
 @repository_router.post("/models/{model_name}/unload", summary="Unload a model")
 async def repository_unload(model_name: ModelName, repo: RepositoryDep, request: Request) -> JSONBytes:
     await _optional_json(request)
+    _one_process(request, "unload")
     await repo.unload(model_name)
     return JSONBytes({"name": model_name, "state": "UNLOADED"})

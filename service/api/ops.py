@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import RepositoryDep
 from service.errors import BadRequest
@@ -58,4 +57,5 @@ async def list_models(repo: RepositoryDep) -> JSONBytes:
 async def metrics(request: Request) -> Response:
     state = request.app.state
     state.metrics.models_ready.set(sum(1 for e in state.repository.entries.values() if e.ready))
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = state.metrics.exposition()  # with several workers: all of theirs (service/metrics.py)
+    return Response(body, media_type=content_type)
