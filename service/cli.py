@@ -14,6 +14,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     from service.settings import Settings
 
+    if args.workers is not None:  # before Settings(): cpu_cores() sizes the thread defaults from it
+        os.environ["NEUROSERVE_WORKERS"] = str(args.workers)
     overrides = {key: value for key, value in {"host": args.host, "port": args.port, "models_dir": args.models,
                                                 "workers": args.workers}.items() if value is not None}
     settings = Settings(**overrides)

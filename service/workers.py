@@ -98,7 +98,8 @@ def _supervisor_class():
     class Supervisor(Multiprocess):
         """uvicorn's Multiprocess, plus: a worker that is gone (died, or replaced by a SIGHUP restart) loses its
         ready marker and its live gauges (prometheus_client's mark_process_dead). The worker count is fixed
-        (readiness waits for N), so SIGTTIN/SIGTTOU are ignored."""
+        (readiness waits for N), so SIGTTIN/SIGTTOU are ignored; so is SIGHUP (uvicorn's rolling restart gives a
+        new worker 5 s to start, and ours loads every model before it counts as started)."""
 
         def _forget_gone(self, before: set[int]) -> None:
             from prometheus_client import multiprocess
@@ -116,6 +117,9 @@ def _supervisor_class():
             before = {p.pid for p in self.processes}
             super().restart_all()
             self._forget_gone(before)
+
+        def handle_hup(self) -> None:
+            log.info("SIGHUP ignored: restart the server to reload its workers")
 
         def handle_ttin(self) -> None:
             log.info("SIGTTIN ignored: the worker count is fixed (NEUROSERVE_WORKERS)")
