@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -40,12 +41,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each load run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[32])
     parser.add_argument("--rounds", type=int, default=2, help="passes over the worker counts, alternating")
+    parser.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (default: models/)")
     args = parser.parse_args()
 
     results = []
     for _ in range(args.rounds):
         for workers in args.workers:
-            server = neuroserve(ROOT / "models", {"NEUROSERVE_WORKERS": str(workers), "NEUROSERVE_LOAD_MODELS": MODELS})
+            server = neuroserve(args.models, {"NEUROSERVE_WORKERS": str(workers), "NEUROSERVE_LOAD_MODELS": MODELS})
             try:
                 for name, path, body, headers, content_type in routes():
                     for concurrency in args.concurrency:
