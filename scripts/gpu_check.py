@@ -127,6 +127,13 @@ def mapped_libraries(pid: int) -> list[str]:
 
 # ----- servers -----
 
+def python_path() -> str:
+    """The checkout, then whatever PYTHONPATH already holds (on the GPU host: onnxruntime-gpu and the serving
+    wheels unpacked beside the image's packages, scripts/gpu_device_setup.sh)."""
+    rest = os.environ.get("PYTHONPATH", "")
+    return str(ROOT) + (os.pathsep + rest if rest else "")
+
+
 class ServerProcess:
     """`python -m service.cli serve` on a loopback port, its output in a log file, stopped with SIGTERM."""
 
@@ -136,7 +143,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = out / f"server-{label.replace('#', '-')}.log"
         # warning: the access log (info, one line per request) would be part of what the load runs measure
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "NEUROSERVE_PROVIDERS": provider, "NEUROSERVE_LOG_LEVEL": "warning",
+        env = {**os.environ, "PYTHONPATH": python_path(), "NEUROSERVE_PROVIDERS": provider, "NEUROSERVE_LOG_LEVEL": "warning",
                **(extra_env or {})}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(self.port),
@@ -609,7 +616,7 @@ def generation_bench(providers: list[str], models: Path, deadline: Deadline, qui
     args = [sys.executable, "-m", "bench.generation_bench", "--models", str(models), "--quick", "--json", str(json_path),
             "--providers", ",".join(dict.fromkeys(providers)), "--max-tokens", "16" if quick else "32"]
     try:
-        done = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        done = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": python_path()}, capture_output=True, text=True,
                               timeout=budget)
     except subprocess.TimeoutExpired:
         return [{"error": f"generation bench ran past {budget:.0f} s"}]
