@@ -102,7 +102,8 @@ CACHE_CHOICES = {"host": ["off"], "device": ["on"], "both": ["off", "on"]}
 
 
 def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu",), device_cache: str = "host",
-        quick: bool = False) -> list[dict]:
+        quick: bool = False, json_path: Path | None = None) -> list[dict]:
+    """The table's rows; with json_path they are also written there after each one (a run cut short keeps them)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for provider in providers:
@@ -124,6 +125,9 @@ def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu
                                              "cache": "yes" if cached else "no",
                                              "cache_where": runtime.cache_location if cached else "none",
                                              "requests": "batched" if together else "alone", **result})
+                                if json_path is not None:
+                                    json_path.parent.mkdir(parents=True, exist_ok=True)
+                                    json_path.write_text(json.dumps(rows, indent=2))
                     finally:
                         runtime.close()
     return rows
@@ -156,7 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     providers = [p.strip() for p in args.providers.split(",") if p.strip()]
     rows = run(args.models, args.repeat, args.max_tokens, providers, args.device_cache or ("both" if args.quick else "host"),
-               args.quick)
+               args.quick, args.json)
     import onnxruntime
 
     print(f"machine: {cpu_name()}; onnxruntime {onnxruntime.__version__}; settings: {Settings().intra_op_threads} "

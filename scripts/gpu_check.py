@@ -613,13 +613,16 @@ def generation_bench(providers: list[str], models: Path, deadline: Deadline, qui
     if budget < 20:
         return [{"error": "skipped: time limit"}]
     json_path = out / "generation.json"
+    # the GPU first: should the time run out, the rows written so far are kept, and those matter most
+    order = sorted(dict.fromkeys(providers), key=lambda p: p == "cpu")
     args = [sys.executable, "-m", "bench.generation_bench", "--models", str(models), "--quick", "--json", str(json_path),
-            "--providers", ",".join(dict.fromkeys(providers)), "--max-tokens", "16" if quick else "32"]
+            "--providers", ",".join(order), "--max-tokens", "16" if quick else "32"]
     try:
         done = subprocess.run(args, cwd=ROOT, env={**os.environ, "PYTHONPATH": python_path()}, capture_output=True, text=True,
                               timeout=budget)
     except subprocess.TimeoutExpired:
-        return [{"error": f"generation bench ran past {budget:.0f} s"}]
+        kept = json.loads(json_path.read_text()) if json_path.exists() else []
+        return kept + [{"error": f"generation bench ran past {budget:.0f} s (the rows above were measured before)"}]
     (out / "generation_bench.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0 or not json_path.exists():
         return [{"error": f"generation bench exited {done.returncode}: {done.stderr.strip()[-300:]}"}]
