@@ -156,3 +156,29 @@ def test_auto_keeps_the_host_path_on_the_cpu_and_a_bad_choice_is_refused(repo_di
 
     with pytest.raises(ModelLoadError, match="generation_device_cache"):
         _load(repo_dir, "tiny-chat", "sometimes")
+
+
+def test_a_device_path_that_fails_at_run_time_fails_those_requests_then_serves_on_the_host_path(repo_dir):
+    require_generation_models(repo_dir)
+    from service.errors import InferenceFailed
+    from service.generation.engine import collect_blocking
+
+    host, runtime = _load(repo_dir, "tiny-translate", "off"), _load(repo_dir, "tiny-translate", "on")
+    try:
+        def broken(feeds):
+            raise RuntimeError("CUDA failure 700: an illegal memory access was encountered")
+
+        runtime.engine.decoder = broken
+        events = BlockingEvents()
+        with pytest.raises(InferenceFailed, match="illegal memory access"):
+            collect_blocking(runtime.engine, events, runtime.jobs(["good morning"], events), timeout_s=30)
+        assert runtime.cache_location == "host"
+        answers = []
+        for model in (host, runtime):
+            events = BlockingEvents()
+            finished = collect_blocking(model.engine, events, model.jobs(["good morning", "thank you"], events), timeout_s=30)
+            answers.append([e.text for one in finished for e in one])
+        assert answers[0] == answers[1] and all(answers[1])
+    finally:
+        host.close()
+        runtime.close()

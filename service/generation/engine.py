@@ -33,7 +33,7 @@ import numpy as np
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.generation.batch import Rows, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
-from service.generation.device import DeviceCache
+from service.generation.device import DeviceCache, to_host
 from service.threads import mailbox_for
 
 log = logging.getLogger("neuroserve.generation")
@@ -94,6 +94,7 @@ class Engine:
         self.decoder, self.encoder = decoder, encoder
         # the KV caches on the device between steps (IO binding; service.generation.device): cached decoding only
         self.device = device if cached else None
+        self._host_decoder = decoder
         if self.device is not None:
             self.decoder = self.device.decode
         self.cache_shape = cache_shape  # (layers, heads, head_dim)
@@ -187,6 +188,7 @@ class Engine:
                     self._admit(new)
                 except Exception as exc:  # a model that fails at run time: these requests only
                     log.error("admission failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
+                    self._leave_device()
                     for job in new:
                         self._fail(job, InferenceFailed(f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"))
             if self._running:
@@ -195,10 +197,28 @@ class Engine:
                 except Exception as exc:
                     log.error("decode step failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
                     failed, self._running, self._rows = self._running, [], None
+                    self._leave_device()
                     for run in failed:
                         self._fail(run.job, InferenceFailed(f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"))
             self._gauges()
             self._track(bool(self._running or self._waiting))
+
+    def _leave_device(self) -> None:
+        """After a failure with the caches on the device: decode on the host path from now on (rows still running
+        keep going, their caches brought to the host once)."""
+        if self.device is None:
+            return
+        log.warning("decoding with the KV cache on the device failed: the host path serves from now on",
+                    extra={"model": self.name})
+        self.device, self.decoder, self._cross_layout = None, self._host_decoder, ()
+        if self._rows is not None:
+            rows = self._rows
+            try:
+                rows.past_key, rows.past_value, rows.device = to_host(rows.past_key), to_host(rows.past_value), None
+            except Exception as exc:  # the device cannot even hand its caches back: those requests end here
+                failed, self._running, self._rows = self._running, [], None
+                for run in failed:
+                    self._fail(run.job, InferenceFailed(f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"))
 
     def _track(self, busy: bool) -> None:
         if self._tracker is None or busy == self._tracked:
@@ -257,10 +277,11 @@ class Engine:
             runs, rows = self._encode(jobs), self._fresh(jobs)
         else:
             runs, rows = [_Running(job, job.rows) for job in jobs], self._prefill(jobs)
+        merged = rows if self._rows is None else Rows.concat([self._rows, rows])  # first: should it fail, nothing changed
         for job in jobs:
             job.admitted = now
         self._running.extend(runs)
-        self._rows = rows if self._rows is None else Rows.concat([self._rows, rows])
+        self._rows = merged
 
     def _encode(self, jobs: list[Job]) -> list[_Running]:
         lengths = [len(job.tokens) for job in jobs]

@@ -65,7 +65,8 @@ class GenerationRuntime:
     @property
     def cache_location(self) -> str:
         """Where the KV caches live between decode steps: 'cuda' / 'cpu' (IO binding) or 'host' (numpy copies)."""
-        return self.device.device if self.device is not None else "host"
+        device = self.engine.device  # None again after a failure on the device (the engine fell back)
+        return device.device if device is not None else "host"
 
     # ----- what the repository and the OIP routes use, like an OnnxRuntimeSession -----
     @property
