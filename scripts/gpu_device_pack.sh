@@ -3,11 +3,13 @@
 # the device tool's 64 MiB per call (../shared/tools/device_parts.py), under the git-ignored .device-parts/:
 #   ort/p1, ort/p2        onnxruntime-gpu 1.31.1 (sm_90 kernels only), the serving wheels for Python 3.12
 #                         (the GPU image lacks them: fastapi, pydantic, uvicorn, ...), and Debian's hey binary
-#   models/p1, models/p2  models/ as committed at HEAD (git archive, so others' uncommitted edits stay out)
+#   models/p1, models/p2  models/ as committed at HEAD (git archive, so others' uncommitted edits stay out;
+#                         MODELS_FROM=worktree: as in the working tree, which is what the device's checkout gets)
 #   SHA256SUMS, unpack.py
 # scripts/gpu_device_setup.sh unpacks them on that machine. Needs pip and PyPI here, apt-get for hey.
 #   ./scripts/gpu_device_pack.sh            # both streams
 #   ./scripts/gpu_device_pack.sh models     # only the models (after a model changed)
+#   MODELS_FROM=worktree ./scripts/gpu_device_pack.sh models   # the working tree's models/, uncommitted files too
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -38,8 +40,13 @@ if [ "$WHAT" = all ]; then
   (cd "$STAGE/ort" && nice -n 5 "$PY" "$TOOL" pack "$OUT/ort" wheels bin --ort-gpu 1.31.1 --part-mb "$PART_MB")
 fi
 mkdir -p "$STAGE/models"
-git archive HEAD models | tar -x -C "$STAGE/models"
-git rev-parse HEAD HEAD:models > "$STAGE/models/PACKED_FROM"
+if [ "${MODELS_FROM:-HEAD}" = worktree ]; then   # the working tree's models/ (tracked and untracked, not ignored)
+  git ls-files -co --exclude-standard models | tar -cf - -T - | tar -x -C "$STAGE/models"
+  printf '%s\nworktree\n' "$(git rev-parse HEAD)" > "$STAGE/models/PACKED_FROM"
+else
+  git archive HEAD models | tar -x -C "$STAGE/models"
+  git rev-parse HEAD HEAD:models > "$STAGE/models/PACKED_FROM"
+fi
 rm -rf "$OUT/models"
 (cd "$STAGE/models" && nice -n 5 "$PY" "$TOOL" pack "$OUT/models" models PACKED_FROM --part-mb "$PART_MB")
 
