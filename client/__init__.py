@@ -17,7 +17,7 @@ _EXPORTS = {
                       "NeuroserveTimeoutError", "NotFoundError", "PayloadTooLargeError", "ServerError",
                       "ServiceUnavailableError", "UnsupportedMediaTypeError"],
     "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "Forecast", "Health", "LabelScore",
-                       "ModelInfo", "ModelList", "Sentiment", "SentimentResult", "Subtype", "TumorDetection",
+                       "ModelInfo", "ModelList", "Ood", "Sentiment", "SentimentResult", "Subtype", "TumorDetection",
                        "TumorResult", "Translation"],
     "client.retry": ["RetryPolicy"],
     "client.sync": ["NeuroserveClient"],
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
                                NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                                ServiceUnavailableError, UnsupportedMediaTypeError)
     from client.results import (ChatCompletion, Classification, ClassifyResult, Forecast, Health, LabelScore,
-                                ModelInfo, ModelList, Sentiment, SentimentResult, Subtype, TumorDetection,
+                                ModelInfo, ModelList, Ood, Sentiment, SentimentResult, Subtype, TumorDetection,
                                 TumorResult, Translation)
     from client.retry import RetryPolicy
     from client.sync import NeuroserveClient

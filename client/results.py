@@ -7,6 +7,18 @@ from typing import Iterator
 
 
 @dataclass
+class Ood:
+    """How unlike the model's training inputs one input is (present when the model has an OOD profile)."""
+
+    score: float  # higher is more unusual
+    unusual: bool  # score >= the model's threshold
+
+    @classmethod
+    def parse(cls, value: dict | None) -> "Ood | None":
+        return cls(value["score"], value["unusual"]) if value else None
+
+
+@dataclass
 class LabelScore:
     label: str
     score: float
@@ -17,6 +29,7 @@ class Classification:
     label: str
     score: float
     top_k: list[LabelScore]
+    ood: Ood | None = None
 
 
 @dataclass
@@ -28,8 +41,8 @@ class ClassifyResult:
 
     @classmethod
     def from_json(cls, body: dict) -> "ClassifyResult":
-        results = [Classification(r["label"], r["score"], [LabelScore(t["label"], t["score"]) for t in r["top_k"]])
-                   for r in body["results"]]
+        results = [Classification(r["label"], r["score"], [LabelScore(t["label"], t["score"]) for t in r["top_k"]],
+                                  Ood.parse(r.get("ood"))) for r in body["results"]]
         return cls(body["model"], body["version"], results, body)
 
 
@@ -46,6 +59,7 @@ class TumorDetection:
     probability: float
     threshold: float
     subtype: Subtype | None = None
+    ood: Ood | None = None
 
 
 @dataclass
@@ -61,7 +75,7 @@ class TumorResult:
         for r in body["results"]:
             subtype = r.get("subtype")
             results.append(TumorDetection(r["tumor"], r["probability"], r["threshold"],
-                                          Subtype(**subtype) if subtype else None))
+                                          Subtype(**subtype) if subtype else None, Ood.parse(r.get("ood"))))
         return cls(body["model"], body["version"], results, body)
 
 
@@ -69,6 +83,7 @@ class TumorResult:
 class Sentiment:
     label: str
     score: float  # probability that the text is positive
+    ood: Ood | None = None
 
 
 @dataclass
@@ -80,7 +95,7 @@ class SentimentResult:
 
     @classmethod
     def from_json(cls, body: dict) -> "SentimentResult":
-        return cls(body["model"], body["version"], [Sentiment(r["label"], r["score"]) for r in body["results"]], body)
+        return cls(body["model"], body["version"], [Sentiment(r["label"], r["score"], Ood.parse(r.get("ood"))) for r in body["results"]], body)
 
 
 @dataclass
@@ -92,12 +107,14 @@ class Forecast:
     upper: list[float]
     interval: float  # nominal coverage of [lower, upper]
     timestamps: list[str] | None = None  # traffic: the hour each value is for
+    ood: list[Ood] | None = None  # one per input history, when the model has an OOD profile
     raw: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, body: dict) -> "Forecast":
         return cls(body["model"], body["version"], body["forecast"], body["lower"], body["upper"],
-                   body["interval"], body.get("timestamps"), body)
+                   body["interval"], body.get("timestamps"),
+                   [Ood.parse(o) for o in body["ood"]] if body.get("ood") is not None else None, body)
 
 
 @dataclass
@@ -138,12 +155,13 @@ class ModelInfo:
     reason: str = ""
     provider: str | None = None
     description: str = ""
+    ood: bool = False  # answers carry ood scores
 
     @classmethod
     def from_json(cls, row: dict) -> "ModelInfo":
         return cls(row["id"], row.get("task"), row.get("versions", []), row.get("default_version"),
                    bool(row.get("ready")), row.get("state", ""), row.get("reason", ""), row.get("provider"),
-                   row.get("description", ""))
+                   row.get("description", ""), bool(row.get("ood", False)))
 
 
 @dataclass

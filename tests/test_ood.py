@@ -249,3 +249,25 @@ def test_auroc_matches_the_pairwise_definition():
     neg, pos = rng.normal(size=50).round(1), rng.normal(0.7, size=40).round(1)
     pairwise = np.mean([(p > n) + 0.5 * (p == n) for p in pos for n in neg])
     assert auroc(neg, pos) == pytest.approx(pairwise)
+
+
+def test_sdk_result_types_carry_the_optional_ood_field():
+    from client.results import ClassifyResult, Forecast, ModelInfo, SentimentResult, TumorResult
+
+    ood = {"score": 3.5, "unusual": True}
+    classify = ClassifyResult.from_json({"model": "m", "version": "1", "results": [
+        {"label": "cat", "score": 0.9, "top_k": [{"label": "cat", "score": 0.9}], "ood": ood},
+        {"label": "dog", "score": 0.8, "top_k": [{"label": "dog", "score": 0.8}]}]})
+    assert classify.results[0].ood.unusual is True and classify.results[0].ood.score == 3.5
+    assert classify.results[1].ood is None
+    tumor = TumorResult.from_json({"model": "t", "version": "1", "results": [
+        {"tumor": False, "probability": 0.1, "threshold": 0.5, "ood": ood}]})
+    assert tumor.results[0].ood.score == 3.5
+    sentiment = SentimentResult.from_json({"model": "s", "version": "1", "results": [
+        {"label": "positive", "score": 0.7, "ood": {"score": -1.0, "unusual": False}}]})
+    assert sentiment.results[0].ood.unusual is False
+    forecast = Forecast.from_json({"model": "p", "version": "1", "forecast": [1.0], "lower": [0.5], "upper": [1.5],
+                                   "interval": 0.8, "ood": [ood]})
+    assert forecast.ood[0].unusual is True
+    assert Forecast.from_json({**forecast.raw, "ood": None}).ood is None
+    assert ModelInfo.from_json({"id": "m", "ready": True, "ood": True}).ood is True

@@ -154,6 +154,8 @@ def _flatten_rows(b: GraphBuilder, src: FeatureSource, extras: dict) -> str:
         return b.node("Flatten", [b.node("GlobalAveragePool", [x])], axis=1)
     if src.kind == "image":
         return _image_statistics(b, x, colour=src.key == "colour")
+    if src.kind == "series":
+        return _series_statistics(b, x)
     if src.kind in ("embedding", "unknown"):
         ids = extras["ids"]
         real = b.node("Cast", [b.node("Not", [b.node("Equal", [ids, b.const(extras["pad_id"], np.int64)])])], to=1)
@@ -195,6 +197,25 @@ def _image_statistics(b: GraphBuilder, images: str, colour: bool) -> str:
         scalars.append(b.reduce("ReduceMean", b.node("Abs", [b.node("Sub", [x, channel_mean])]), [1, 2, 3], 0))
     columns = [log(mean), log(std)] + [b.node("Unsqueeze", [log(v), b.const([1], np.int64)]) for v in scalars]
     return b.node("Concat", columns, axis=1)
+
+
+def _series_statistics(b: GraphBuilder, series: str) -> str:
+    """[B, 3] statistics of a raw input window [B, T]: log level (mean |x|), log relative spread (std / level) and
+    log roughness (mean |x[t+1] - x[t]| / std): a window shuffled in time is rough, one on another scale has
+    another level (a model that reads returns is unmoved by the level, and its window features say so)."""
+    x = b.node("Cast", [series], to=1)
+    eps = b.const(1e-3, np.float32)
+    level = b.node("Add", [b.reduce("ReduceMean", b.node("Abs", [x]), [1], 0), eps])
+    mean = b.reduce("ReduceMean", x, [1], 0)
+    square = b.reduce("ReduceMean", b.node("Mul", [x, x]), [1], 0)
+    std = b.node("Add", [b.node("Sqrt", [b.node("Relu", [b.node("Sub", [square, b.node("Mul", [mean, mean])])])]), eps])
+    one, zero = b.const([1], np.int64), b.const([0], np.int64)
+    head = b.node("Slice", [x, one, b.const([2 ** 31 - 1], np.int64), one])
+    tail = b.node("Slice", [x, zero, b.const([-1], np.int64), one])
+    rough = b.reduce("ReduceMean", b.node("Abs", [b.node("Sub", [head, tail])]), [1], 0)
+    columns = [b.node("Log", [level]), b.node("Log", [b.node("Div", [std, level])]),
+               b.node("Log", [b.node("Add", [b.node("Div", [rough, std]), eps])])]
+    return b.node("Concat", [b.node("Unsqueeze", [c, one]) for c in columns], axis=1)
 
 
 def build_feature_graph(model, sources: list[FeatureSource], extras: dict, probe: Callable | None = None):
@@ -323,6 +344,7 @@ class OodData:
     describe: dict = field(default_factory=dict)
     confidence: str = "1 - top class probability"
     fit_on_validation: set[str] = field(default_factory=set)  # groups constant on training inputs by construction
+    validation_labels: tuple[list[str], np.ndarray] | None = None  # (names, label per validation input)
 
 
 def _take(feeds: dict, idx) -> dict:
@@ -379,7 +401,8 @@ def cifar_data(manifest, data_dir: Path, rng, args) -> OodData:
     return OodData({name: train.x[fit]}, train.y[fit], {name: train.x[cal]}, {name: val.x},
                    _image_pairs(manifest, data_dir, rng, "cifar10"),
                    {"fit": f"{len(fit)} train-split images (seeded sample; class means per label)",
-                    "calibration": f"{len(cal)} other train-split images", "validation": f"{len(val.y)} validation images"})
+                    "calibration": f"{len(cal)} other train-split images", "validation": f"{len(val.y)} validation images"},
+                   validation_labels=(list(cifar10.LABELS), val.y))
 
 
 def tumor_data(manifest, data_dir: Path, rng, args) -> OodData:
@@ -398,7 +421,8 @@ def tumor_data(manifest, data_dir: Path, rng, args) -> OodData:
                    {"fit": f"{len(fit)} train-split scans (class means per subtype)",
                     "calibration": f"{len(cal)} other train-split scans",
                     "validation": f"{len(val.y)} validation scans (official split)"},
-                   confidence="1 - max(p, 1 - p) of the tumour probability")
+                   confidence="1 - max(p, 1 - p) of the tumour probability",
+                   validation_labels=(list(tumor.LABELS), val.subtype))
 
 
 # Short sentences in other languages, written for this check (everyday and review-like, like SST-2's domain).
@@ -502,6 +526,15 @@ def forecast_data(manifest, data_dir: Path, rng, args, recipe_name: str, session
     recipe = get_recipe(recipe_name)
     fit_w, cal_w, val_w, _ = recipe.load_windows(argparse.Namespace(data_dir=str(data_dir), limit=None))
     feeds = lambda w: {k: v for k, v in w.inputs.items() if k in session_inputs}  # noqa: E731
+    note = ""
+    if not len(val_w) or not len(cal_w):  # a recipe that serves a fit on everything: split its windows in time
+        windows = data_concat(fit_w, cal_w) if len(cal_w) else fit_w
+        order = np.argsort(windows.origin, kind="stable")
+        n = len(order)
+        fit_w, cal_w, val_w = (windows.take(order[: int(n * 0.7)]), windows.take(order[int(n * 0.7): int(n * 0.8)]),
+                               windows.take(order[int(n * 0.8):]))
+        note = (" (the recipe holds no windows out: its windows split in time 70/10/20 into fit, calibration and "
+                "validation; the served model was trained on all of them)")
     fit = _take(feeds(fit_w), _sample(len(fit_w), args.fit, rng))
     cal = _take(feeds(cal_w), _sample(len(cal_w), args.calibration, rng))
     val = feeds(val_w)
@@ -514,12 +547,22 @@ def forecast_data(manifest, data_dir: Path, rng, args, recipe_name: str, session
     flat = dict(val)
     flat[series] = np.repeat(val[series].mean(axis=1, keepdims=True), val[series].shape[1], axis=1)
     pairs = [("validation windows with their values shuffled in time", shuffled),
-             ("validation windows scaled x3", scaled),
+             ("validation windows scaled x3" + (" (for reference, not a goal: the model reads returns, a price "
+                                                "level is no shift)" if recipe_name == "prices" else ""), scaled),
              ("validation windows flattened to their mean", flat)]
     return OodData(fit, None, cal, val, pairs,
                    {"fit": f"{len(fit[series])} train-split windows (fit period, seeded sample; one mean)",
                     "calibration": f"{len(cal[series])} train-split windows (calibration period)",
-                    "validation": f"{len(val[series])} validation windows"}, confidence="")
+                    "validation": f"{len(val[series])} validation windows{note}"}, confidence="")
+
+
+def data_concat(a, b):
+    """Two forecast window sets as one (training.data.forecast.Windows)."""
+    from training.data.forecast import Windows
+
+    return Windows({k: np.concatenate([a.inputs[k], b.inputs[k]]) for k in a.inputs}, np.concatenate([a.y, b.y]),
+                   np.concatenate([a.origin, b.origin]), np.concatenate([a.group, b.group]),
+                   list(a.label) + list(b.label) if a.label and b.label else [])
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -626,6 +669,9 @@ def sources_for(model, manifest) -> tuple[list[FeatureSource], dict]:
         if early is not None:
             sources.append(early)
         sources.append(FeatureSource("image", first.name, "image", "colour" if first.shape[3] > 1 else "gray"))
+    for spec in manifest.inputs if manifest.task.endswith("-forecast") else []:  # a forecast's raw window [batch, T]
+        if spec.datatype == "FP32" and len(spec.shape) == 2 and spec.shape[1] > 2:
+            sources.append(FeatureSource("series", spec.name, "series"))
     if "input_ids" in {i.name for i in g.input}:
         emb = embedding_source(g, "input_ids", dynamic)
         extras = {"ids": "input_ids", "pad_id": int(manifest.preprocessing.get("pad_id", 0)),
@@ -689,6 +735,12 @@ def fit_model(args: argparse.Namespace, data: OodData | None = None) -> dict:
     other = "max" if args.combine == "sum" else "sum"
     drift = float(np.max(np.abs(val_scores - profile_scores(full, feat_val, args.combine))))
     threshold = float(np.quantile(val_scores, args.quantile))
+    by_label = {}
+    if data.validation_labels is not None:
+        names, labels = data.validation_labels
+        by_label = {names[c]: round(float(np.mean(val_scores[labels == c] >= threshold)), 4)
+                    for c in np.unique(labels)}
+        print(f"  validation flagged unusual by label: {by_label}", flush=True)
     pairs = []
     for name, shifted in data.pairs:
         feat_ood, conf_ood = run_features(session, shifted, prob)
@@ -713,7 +765,7 @@ def fit_model(args: argparse.Namespace, data: OodData | None = None) -> dict:
     result = {"model": args.model, "version": version_dir.name, "graph": graph_path, "model_proto": model,
               "groups": groups, "threshold": threshold, "pairs": pairs, "data": data, "val_scores": val_scores,
               "fp16_max_score_error": drift, "seconds": round(time.time() - t0, 1), "manifest": manifest,
-              "folder": folder}
+              "folder": folder, "by_label": by_label}
     return result
 
 
@@ -751,6 +803,7 @@ def write_outputs(result: dict, args: argparse.Namespace) -> None:
         "fp16_max_score_error": round(result["fp16_max_score_error"], 5),
         "shrinkage": {g["name"]: round(g["shrinkage"], 4) for g in result["groups"]},
         "pairs": result["pairs"],
+        "validation_unusual_by_label": result["by_label"] or None,
         "seed": args.seed,
     }
     spec = {"output": OUTPUT, "profile": PROFILE_FILE, "combine": args.combine, "threshold": round(result["threshold"], 4), "window": args.window,
@@ -761,15 +814,21 @@ def write_outputs(result: dict, args: argparse.Namespace) -> None:
         {"name": OUTPUT, "datatype": "FP32", "shape": [-1, total]}]
     fields["ood"] = spec
     write_manifest(folder, fields)
+    write_card(folder, args.model, spec, details)
+
+
+def write_card(folder: Path, name: str, spec: dict, details: dict) -> None:
+    """card.json's `ood` and the README's section (between the ood markers, replaced on a re-run)."""
+    spec = {k: v for k, v in spec.items() if k != "details"}
     card_path = folder / "card.json"
     if card_path.exists():
         card = json.loads(card_path.read_text())
-        card["ood"] = {k: v for k, v in spec.items() if k != "details"} | {"details": details}
+        card["ood"] = spec | {"details": details}
         card_path.write_text(json.dumps(card, indent=2) + "\n")
     readme = folder / "README.md"
     if readme.exists():
         text = readme.read_text()
-        section = render_section(args.model, spec, details)
+        section = render_section(name, spec, details)
         if README_START in text and README_END in text:
             head, rest = text.split(README_START, 1)
             text = head + section + rest.split(README_END, 1)[1]
@@ -788,10 +847,14 @@ def render_section(name: str, spec: dict, details: dict) -> str:
                     + ", ".join(f"{k} {v:.3f}" for k, v in p["auroc_by_group"].items()) + " |")
     groups = "\n".join(f"  - `{g['name']}` ({g['size']} columns): {g['source']}" for g in spec["groups"])
     baseline = details["confidence_baseline"] or "none (a forecast has no class probabilities)"
+    labels = details.get("validation_unusual_by_label") or {}
+    by_label = ("\n- validation inputs flagged unusual, by label: " + ", ".join(f"{k} {v:.1%}" for k, v in labels.items())
+                if labels else "")
     return f"""{README_START}
 ## Out-of-distribution flag
 
-Every answer carries `ood: {{"score", "unusual"}}` per input (higher = less like the training inputs; service/ood.py).
+Every answer carries `ood: {{"score", "unusual"}}` for each input (in each item of `results`; forecasts: a top-level
+`ood` list), higher = less like the training inputs (service/ood.py).
 The graph's extra output `{spec['output']}` holds the feature groups; `{spec['profile']}` beside the manifest holds
 each group's class means and whitening matrix ({details['whiten_storage']}; largest score change against float64 on
 validation: {details['fp16_max_score_error']}).
@@ -801,7 +864,7 @@ validation: {details['fp16_max_score_error']}).
 - fitted on {details['data']['fit']}; standardised on {details['data']['calibration']};
   threshold **{spec['threshold']}** = the {details['threshold_rule']} ({details['data']['validation']}), so about
   {1 - float(details['threshold_rule'].split()[0]):.0%} of in-distribution inputs are flagged unusual.
-- confidence baseline: {baseline}.
+- confidence baseline: {baseline}.{by_label}
 
 | pair (in-distribution vs shifted) | n | AUROC of the OOD score | AUROC of the confidence baseline | flagged unusual (in / shifted) | AUROC per group |
 |---|---|---|---|---|---|
@@ -817,6 +880,14 @@ def main(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     print(f"OOD profile for {args.model}", flush=True)
+    if args.card_only:
+        folder = Path(args.models_dir or MODELS_DIR) / args.model
+        spec = _load_manifest(folder).ood
+        if spec is None:
+            raise SystemExit(f"{args.model}: the manifest has no ood field; run without --card-only")
+        write_card(folder, args.model, spec.model_dump(exclude={"details"}), spec.details)
+        print(f"re-rendered the card sections of {args.model}")
+        return 0
     result = fit_model(args)
     if args.dry_run:
         print("dry run: nothing written")
@@ -845,3 +916,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--dry-run", action="store_true", help="fit and report; write nothing")
+    p.add_argument("--card-only", action="store_true",
+                   help="re-render the README section and card.json's ood from the manifest's ood field (no fitting)")
