@@ -42,7 +42,8 @@ T_975 = {n: v for n, v in [(2, 12.71), (3, 4.30), (4, 3.18), (5, 2.78), (6, 2.57
 # The recipe before this one (TrafficNet without calendar, strict windows only, 15 epochs, batch 64, lr 0.002:
 # models/traffic-lstm at 83a8737), walked forward by this file's walk_forward() on the same folds:
 #   neuroserve-train train traffic --set calendar=false --set max_gap=0 --set wf_epochs=15 --batch-size 64 \
-#       --set lr=0.002 --set final=false --checkpoint-dir /work/runs/before
+#       --set lr=0.002 --set final=false --set threads=1 --checkpoint-dir /work/runs/before --quiet
+# its walkforward.json (+ the command, + the old served graph's ratios on the 2017 folds) is kept beside the card.
 BEFORE_RUN = "walkforward_before.json"
 
 
@@ -311,8 +312,13 @@ class TrafficRecipe(ForecastRecipe):
                   f"the previous recipe (no calendar, strict windows; models/traffic-lstm before this change), walked "
                   f"forward by the same code on the same folds: mean ratio **{b['summary']['ratio_mean']:.3f} "
                   f"(95% CI {b['summary']['ratio_mean_ci95'][0]:.3f}-{b['summary']['ratio_mean_ci95'][1]:.3f})**, "
-                  f"fold ratios {', '.join(format(r['ratio'], '.3f') for r in b['folds'])}. Its own card said 0.804 on the "
-                  f"single 2017-H2 validation split; an independent scorer measured 0.895 on 2018.")
+                  f"fold ratios {', '.join(format(r['ratio'], '.3f') for r in b['folds'])} (command: `{b['command']}`)."
+                  + ("" if not b.get("served_model_2017_folds") else
+                     f" The previously served graph itself (fitted on data to 2016-12-31) on the six 2017 folds: mean "
+                     f"ratio {np.mean([r['ratio'] for r in b['served_model_2017_folds']]):.3f} ("
+                     f"{', '.join(format(r['ratio'], '.3f') for r in b['served_model_2017_folds'])}).")
+                  + " Its card said 0.804 on the single 2017-H2 validation split; an independent scorer measured 0.895 "
+                    "on 2018 (that year is not available here).")
         ins = card["metrics"]["served_graph_on_validation_in_sample"]
         return f"""# {name} (model card)
 
