@@ -1,9 +1,6 @@
 # syntax=docker/dockerfile:1
 # Slim CPU image: serve dependencies only (no torch), non-root, models baked in (mount /models to override).
-# GPU variant (CUDA execution provider):
-#   docker build --build-arg BASE=nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04 \
-#                --build-arg ORT_PACKAGE=onnxruntime-gpu==1.31.1 -t neuroserve:gpu .
-#   (the CUDA base needs python3 and python3-venv; NEUROSERVE_PROVIDERS=auto then picks CUDA)
+# GPU image (CUDA execution provider): Dockerfile.gpu (docker build -f Dockerfile.gpu -t neuroserve:gpu .).
 ARG BASE=python:3.11-slim-bookworm
 
 FROM ${BASE} AS build

@@ -6,24 +6,14 @@
 # so the check needs only Debian's and PyPI's registries.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-STORE=(--storage-driver vfs)
-BASE=docker.io/library/python:3.11-slim-bookworm
+# shellcheck source=scripts/_buildah_base.sh
+source "$ROOT/scripts/_buildah_base.sh"   # STORE, BASE, ensure_base_image
 IMAGE=localhost/neuroserve:check
 PORT="${PORT:-18080}"
 WORK="${WORK:-/var/tmp/neuroserve-container-check}"
 mkdir -p "$WORK"
 
-if ! buildah "${STORE[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
-  echo "== making the base image with debootstrap"
-  rm -rf "$WORK/rootfs"
-  debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates bookworm "$WORK/rootfs" >"$WORK/debootstrap.log" 2>&1
-  ln -sf /usr/bin/python3 "$WORK/rootfs/usr/local/bin/python"
-  ctr=$(buildah "${STORE[@]}" from scratch)
-  buildah "${STORE[@]}" copy "$ctr" "$WORK/rootfs" / >/dev/null
-  buildah "${STORE[@]}" config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$ctr"
-  buildah "${STORE[@]}" commit "$ctr" "$BASE" >/dev/null
-  buildah "${STORE[@]}" rm "$ctr" >/dev/null
-fi
+ensure_base_image "$WORK"
 
 echo "== building $IMAGE"
 started=$(date +%s)
