@@ -620,6 +620,13 @@ def profile_scores(groups: list[dict], features: np.ndarray, combine: str = "sum
     return OodProfile(spec, arrays).scores(features)
 
 
+def _store(whiten: np.ndarray, storage) -> np.ndarray:
+    """float16 halves the file, unless a column's tiny spread makes the matrix exceed its range: then float32."""
+    if storage == np.float16 and float(np.abs(whiten).max()) > 3e4:
+        return whiten.astype(np.float32)
+    return whiten.astype(storage)
+
+
 def fit_profile(feat_fit: np.ndarray, labels: np.ndarray | None, feat_cal: np.ndarray,
                 group_sizes: list[tuple[str, int, str]], storage=np.float16,
                 held_out: tuple[set[str], np.ndarray] | None = None) -> list[dict]:
@@ -630,7 +637,7 @@ def fit_profile(feat_fit: np.ndarray, labels: np.ndarray | None, feat_cal: np.nd
         if held_out is not None and name in held_out[0]:
             own = held_out[1][:, start:start + size]
             fitted = fit_group(own, None)
-            fitted["whiten"] = fitted["whiten"].astype(storage)
+            fitted["whiten"] = _store(fitted["whiten"], storage)
             fitted["means"] = fitted["means"].astype(np.float32)
             g = {"name": name, "size": size, "source": source + " (fitted on validation inputs)", "loc": 0.0,
                  "scale": 1.0, **fitted}
@@ -640,7 +647,7 @@ def fit_profile(feat_fit: np.ndarray, labels: np.ndarray | None, feat_cal: np.nd
             start += size
             continue
         fitted = fit_group(feat_fit[:, start:start + size], labels)
-        fitted["whiten"] = fitted["whiten"].astype(storage)
+        fitted["whiten"] = _store(fitted["whiten"], storage)
         fitted["means"] = fitted["means"].astype(np.float32)
         g = {"name": name, "size": size, "source": source, "loc": 0.0, "scale": 1.0, **fitted}
         distances = profile_scores([g], feat_cal[:, start:start + size])  # loc 0, scale 1: the raw distances
@@ -799,7 +806,7 @@ def write_outputs(result: dict, args: argparse.Namespace) -> None:
         "data": data.describe,
         "threshold_rule": f"{args.quantile:g} quantile of the validation scores",
         "confidence_baseline": data.confidence or None,
-        "whiten_storage": "float16",
+        "whiten_storage": ", ".join(f"{g['name']} {g['whiten'].dtype}" for g in result["groups"]),
         "fp16_max_score_error": round(result["fp16_max_score_error"], 5),
         "shrinkage": {g["name"]: round(g["shrinkage"], 4) for g in result["groups"]},
         "pairs": result["pairs"],
