@@ -80,6 +80,7 @@ def test_translations_on_device_caches_match_the_host_path_token_for_token(trans
     copies = {k: device.device.copies[k] - before[k] for k in before}
     assert copies["select"] > 0 and copies["upload"] > 0  # beams reordered / rows dropped, cross uploaded per layout
     assert copies["join"] > 0  # later requests joined a running batch on the device
+    assert copies["cross_select"] > 0 and copies["join_right"] > 0  # encoder outputs gathered on the device
 
 
 def test_chat_on_device_caches_matches_the_host_path_seeded_and_greedy(repo_dir):
@@ -141,7 +142,7 @@ def test_the_embedded_cache_graphs_are_what_build_graphs_makes():
     from service.generation import device
 
     built = build_graphs()
-    for name in ("SELECT", "JOIN"):
+    for name in ("SELECT", "JOIN", "CROSS_SELECT", "JOIN_RIGHT"):
         assert base64.b64decode("".join(getattr(device, name))) == built[name], f"regenerate {name} with build_graphs()"
 
 
@@ -181,4 +182,42 @@ def test_a_device_path_that_fails_at_run_time_fails_those_requests_then_serves_o
         assert answers[0] == answers[1] and all(answers[1])
     finally:
         host.close()
+        runtime.close()
+
+
+def test_the_cross_pool_gathers_each_requests_encoder_output_like_the_host_path(repo_dir):
+    require_generation_models(repo_dir)
+    from types import SimpleNamespace
+
+    from service.generation.device import CrossPool
+
+    runtime = _load(repo_dir, "tiny-chat", "on")
+    try:
+        pool = CrossPool(runtime.device)
+        rng = np.random.default_rng(1)
+        jobs, sources = [], {}
+        for batch in range(12):  # 12 admissions of 2 requests: 24 pool rows, compacted once few are live
+            lengths = [int(n) for n in rng.integers(1, 7, 2)]
+            key = rng.normal(size=(2, 2, 2, max(lengths), 3)).astype(np.float32)
+            value = rng.normal(size=key.shape).astype(np.float32)
+            new = [SimpleNamespace(name=f"{batch}-{i}") for i in range(2)]
+            pool.add(new, key, value, lengths)
+            for i, job in enumerate(new):
+                sources[id(job)] = (key[:, i, :, :lengths[i]], value[:, i, :, :lengths[i]])
+            jobs += new
+        runs = [SimpleNamespace(job=jobs[3], rows=2), SimpleNamespace(job=jobs[20], rows=1), SimpleNamespace(job=jobs[7], rows=3)]
+        for _ in range(2):  # the second call runs on the compacted pool
+            key, value = pool.batch(runs)
+            length = max(sources[id(r.job)][0].shape[2] for r in runs)
+            want_key = np.zeros((2, 6, 2, length, 3), np.float32)
+            want_value = np.zeros_like(want_key)
+            row = 0
+            for r in runs:
+                k, v = sources[id(r.job)]
+                want_key[:, row:row + r.rows, :, :k.shape[2]] = k[:, None]
+                want_value[:, row:row + r.rows, :, :v.shape[2]] = v[:, None]
+                row += r.rows
+            assert np.array_equal(key.numpy(), want_key) and np.array_equal(value.numpy(), want_value)
+        assert len(pool.lengths) == 3  # compacted to the live requests
+    finally:
         runtime.close()

@@ -59,6 +59,32 @@ JOIN = (
     "cwoGEgR0aW1lCgoSCGhlYWRfZGltYkIKCW91dF92YWx1ZRI1CjMIARIvCggSBmxheWVycwoGEgRyb3dzCgcSBWhlYWRzCgYSBHRp"
     "bWUKChIIaGVhZF9kaW1CBAoAEBE="
 )
+CROSS_SELECT = (
+    "CAgSCm5ldXJvc2VydmU6wgQKLxIGc3RhcnRzIghDb25zdGFudCobCgV2YWx1ZSoPCAEQBzoBAEIGc3RhcnRzoAEECisSBGF4ZXMi"
+    "CENvbnN0YW50KhkKBXZhbHVlKg0IARAHOgEDQgRheGVzoAEECiUKA2tleQoFaW5kZXgSAmdrIgZHYXRoZXIqCwoEYXhpcxgBoAEC"
+    "CicKBXZhbHVlCgVpbmRleBICZ3YiBkdhdGhlcioLCgRheGlzGAGgAQIKJwoCZ2sKBnN0YXJ0cwoDZW5kCgRheGVzEgdvdXRfa2V5"
+    "IgVTbGljZQopCgJndgoGc3RhcnRzCgNlbmQKBGF4ZXMSCW91dF92YWx1ZSIFU2xpY2USDGNyb3NzX3NlbGVjdFo9CgNrZXkSNgo0"
+    "CAESMAoIEgZsYXllcnMKBxIFYmF0Y2gKBxIFaGVhZHMKBhIEdGltZQoKEghoZWFkX2RpbVo/CgV2YWx1ZRI2CjQIARIwCggSBmxh"
+    "eWVycwoHEgViYXRjaAoHEgVoZWFkcwoGEgR0aW1lCgoSCGhlYWRfZGltWhcKBWluZGV4Eg4KDAgHEggKBhIEcm93c1oRCgNlbmQS"
+    "CgoICAcSBAoCCAFiQAoHb3V0X2tleRI1CjMIARIvCggSBmxheWVycwoGEgRyb3dzCgcSBWhlYWRzCgYSBGtlcHQKChIIaGVhZF9k"
+    "aW1iQgoJb3V0X3ZhbHVlEjUKMwgBEi8KCBIGbGF5ZXJzCgYSBHJvd3MKBxIFaGVhZHMKBhIEa2VwdAoKEghoZWFkX2RpbUIECgAQ"
+    "EQ=="
+)
+JOIN_RIGHT = (
+    "CAgSCm5ldXJvc2VydmU6hwcKLhICejgiCENvbnN0YW50Kh4KBXZhbHVlKhIICBAHOggAAAAAAAAAAEICejigAQQKJxICejEiCENv"
+    "bnN0YW50KhcKBXZhbHVlKgsIARAHOgEAQgJ6MaABBAosCgVhX2tleRICdGEiBVNoYXBlKgoKA2VuZBgEoAECKgwKBXN0YXJ0GAOg"
+    "AQIKLAoFYl9rZXkSAnRiIgVTaGFwZSoKCgNlbmQYBKABAioMCgVzdGFydBgDoAECChAKAnRhCgJ0YhIBdCIDTWF4ChAKAXQKAnRh"
+    "EgJwYSIDU3ViChAKAXQKAnRiEgJwYiIDU3ViCikKAno4CgJwYQoCejESBnBhZHNfYSIGQ29uY2F0KgsKBGF4aXMYAKABAgopCgJ6"
+    "OAoCcGIKAnoxEgZwYWRzX2IiBkNvbmNhdCoLCgRheGlzGACgAQIKGAoFYV9rZXkKBnBhZHNfYRICa2EiA1BhZAoaCgdhX3ZhbHVl"
+    "CgZwYWRzX2ESAnZhIgNQYWQKGAoFYl9rZXkKBnBhZHNfYhICa2IiA1BhZAoaCgdiX3ZhbHVlCgZwYWRzX2ISAnZiIgNQYWQKJgoC"
+    "a2EKAmtiEgdvdXRfa2V5IgZDb25jYXQqCwoEYXhpcxgBoAECCigKAnZhCgJ2YhIJb3V0X3ZhbHVlIgZDb25jYXQqCwoEYXhpcxgB"
+    "oAECEhBjYWNoZV9qb2luX3JpZ2h0WjkKBWFfa2V5EjAKLggBEioKCBIGbGF5ZXJzCgMSAWEKBxIFaGVhZHMKBBICdGEKChIIaGVh"
+    "ZF9kaW1aOwoHYV92YWx1ZRIwCi4IARIqCggSBmxheWVycwoDEgFhCgcSBWhlYWRzCgQSAnRhCgoSCGhlYWRfZGltWjkKBWJfa2V5"
+    "EjAKLggBEioKCBIGbGF5ZXJzCgMSAWIKBxIFaGVhZHMKBBICdGIKChIIaGVhZF9kaW1aOwoHYl92YWx1ZRIwCi4IARIqCggSBmxh"
+    "eWVycwoDEgFiCgcSBWhlYWRzCgQSAnRiCgoSCGhlYWRfZGltYkAKB291dF9rZXkSNQozCAESLwoIEgZsYXllcnMKBhIEcm93cwoH"
+    "EgVoZWFkcwoGEgR0aW1lCgoSCGhlYWRfZGltYkIKCW91dF92YWx1ZRI1CjMIARIvCggSBmxheWVycwoGEgRyb3dzCgcSBWhlYWRz"
+    "CgYSBHRpbWUKChIIaGVhZF9kaW1CBAoAEBE="
+)
 
 
 def build_graphs() -> dict[str, bytes]:
@@ -105,7 +131,36 @@ def build_graphs() -> dict[str, bytes]:
         helper.make_node("Concat", ["va", "vb"], ["out_value"], axis=1),
     ], "cache_join", [cache("a_key", "a", "ta"), cache("a_value", "a", "ta"), cache("b_key", "b", "tb"),
                       cache("b_value", "b", "tb")], [cache("out_key", "rows", "time"), cache("out_value", "rows", "time")])
-    return {"SELECT": model(select), "JOIN": model(join)}
+    cross_select = helper.make_graph([
+        helper.make_node("Constant", [], ["starts"], value=helper.make_tensor("starts", i64, [1], [0])),
+        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor("axes", i64, [1], [3])),
+        helper.make_node("Gather", ["key", "index"], ["gk"], axis=1),
+        helper.make_node("Gather", ["value", "index"], ["gv"], axis=1),
+        helper.make_node("Slice", ["gk", "starts", "end", "axes"], ["out_key"]),
+        helper.make_node("Slice", ["gv", "starts", "end", "axes"], ["out_value"]),
+    ], "cross_select", [cache("key"), cache("value"), helper.make_tensor_value_info("index", i64, ["rows"]),
+                        helper.make_tensor_value_info("end", i64, [1])],
+        [cache("out_key", "rows", "kept"), cache("out_value", "rows", "kept")])
+    join_right = helper.make_graph([
+        helper.make_node("Constant", [], ["z8"], value=helper.make_tensor("z8", i64, [8], [0] * 8)),
+        helper.make_node("Constant", [], ["z1"], value=helper.make_tensor("z1", i64, [1], [0])),
+        helper.make_node("Shape", ["a_key"], ["ta"], start=3, end=4),
+        helper.make_node("Shape", ["b_key"], ["tb"], start=3, end=4),
+        helper.make_node("Max", ["ta", "tb"], ["t"]),
+        helper.make_node("Sub", ["t", "ta"], ["pa"]),
+        helper.make_node("Sub", ["t", "tb"], ["pb"]),
+        helper.make_node("Concat", ["z8", "pa", "z1"], ["pads_a"], axis=0),
+        helper.make_node("Concat", ["z8", "pb", "z1"], ["pads_b"], axis=0),
+        helper.make_node("Pad", ["a_key", "pads_a"], ["ka"]),
+        helper.make_node("Pad", ["a_value", "pads_a"], ["va"]),
+        helper.make_node("Pad", ["b_key", "pads_b"], ["kb"]),
+        helper.make_node("Pad", ["b_value", "pads_b"], ["vb"]),
+        helper.make_node("Concat", ["ka", "kb"], ["out_key"], axis=1),
+        helper.make_node("Concat", ["va", "vb"], ["out_value"], axis=1),
+    ], "cache_join_right", [cache("a_key", "a", "ta"), cache("a_value", "a", "ta"), cache("b_key", "b", "tb"),
+                            cache("b_value", "b", "tb")], [cache("out_key", "rows", "time"), cache("out_value", "rows", "time")])
+    return {"SELECT": model(select), "JOIN": model(join), "CROSS_SELECT": model(cross_select),
+            "JOIN_RIGHT": model(join_right)}
 
 
 def is_device(value) -> bool:
@@ -126,7 +181,9 @@ class DeviceCache:
         self.output_names = [o.name for o in session.get_outputs()]
         self._select = self._graph_session(SELECT, providers, options)
         self._join = self._graph_session(JOIN, providers, options)
-        self.copies = {"select": 0, "join": 0, "upload": 0}  # graph runs and uploads (tests, the benchmark)
+        self._cross_select = self._graph_session(CROSS_SELECT, providers, options)
+        self._join_right = self._graph_session(JOIN_RIGHT, providers, options)
+        self.copies = {"select": 0, "join": 0, "upload": 0, "cross_select": 0, "join_right": 0}  # graph runs, uploads
 
     def _graph_session(self, chunks: tuple[str, ...], providers: list[str], options: dict) -> ort.InferenceSession:
         """A cache graph on the decoder's providers, with its provider options (or just the device id, should
@@ -195,6 +252,65 @@ class DeviceCache:
         out = self._run(self._join, {"a_key": a[0], "a_value": a[1], "b_key": b[0], "b_value": b[1]},
                         ["out_key", "out_value"], {"out_key", "out_value"})
         return out["out_key"], out["out_value"]
+
+
+    def cross_select(self, key, value, index: np.ndarray, end: int) -> tuple[ort.OrtValue, ort.OrtValue]:
+        """Rows ``index`` of both cross caches, time columns [0, end) (right padding beyond each source)."""
+        self.copies["cross_select"] += 1
+        out = self._run(self._cross_select, {"key": key, "value": value, "index": np.asarray(index, np.int64),
+                                             "end": np.array([end], np.int64)}, ["out_key", "out_value"],
+                        {"out_key", "out_value"})
+        return out["out_key"], out["out_value"]
+
+    def join_right(self, a: tuple, b: tuple) -> tuple[ort.OrtValue, ort.OrtValue]:
+        """The rows of b after those of a, both right-padded (zeros) to the longer time axis."""
+        self.copies["join_right"] += 1
+        out = self._run(self._join_right, {"a_key": a[0], "a_value": a[1], "b_key": b[0], "b_value": b[1]},
+                        ["out_key", "out_value"], {"out_key", "out_value"})
+        return out["out_key"], out["out_value"]
+
+
+class CrossPool:
+    """The encoder's keys/values of every running translation request, on the device: one row per request,
+    right-padded with zeros to the longest source (as the host path pads them). Each request's row is uploaded
+    once, at admission; the batch's cross caches (one row per beam, padded to the longest running source) are
+    gathered from it on the device whenever requests join or leave. Rows of finished requests are dropped
+    when they outnumber the live ones."""
+
+    def __init__(self, device: DeviceCache):
+        self.device = device
+        self.key = self.value = None
+        self.lengths: list[int] = []  # source length of each pool row
+        self.slots: dict[int, int] = {}  # id(job) -> pool row
+
+    def add(self, jobs: list, key: np.ndarray, value: np.ndarray, lengths: list[int]) -> None:
+        """The encoder's output for newly admitted jobs ([L, k, H, S, dh], right-padded): zeros past each source."""
+        key, value = key.copy(), value.copy()
+        for i, n in enumerate(lengths):
+            key[:, i, :, n:] = 0
+            value[:, i, :, n:] = 0
+        if self.key is None:
+            self.key, self.value = self.device.upload(key), self.device.upload(value)
+        else:
+            self.key, self.value = self.device.join_right((self.key, self.value), (key, value))
+        for job, n in zip(jobs, lengths):
+            self.slots[id(job)] = len(self.lengths)
+            self.lengths.append(n)
+
+    def batch(self, runs: list) -> tuple[ort.OrtValue, ort.OrtValue]:
+        """Cross keys/values for the running requests, each repeated for its rows, padded to the longest."""
+        if len(self.lengths) > 2 * len(runs) + 16:
+            self._compact(runs)
+        index = np.concatenate([np.full(run.rows, self.slots[id(run.job)], np.int64) for run in runs])
+        end = max(self.lengths[self.slots[id(run.job)]] for run in runs)
+        return self.device.cross_select(self.key, self.value, index, end)
+
+    def _compact(self, runs: list) -> None:
+        live = [self.slots[id(run.job)] for run in runs]
+        end = max(self.lengths[slot] for slot in live)
+        self.key, self.value = self.device.cross_select(self.key, self.value, np.asarray(live, np.int64), end)
+        self.lengths = [self.lengths[slot] for slot in live]
+        self.slots = {id(run.job): i for i, run in enumerate(runs)}
 
 
 def to_host(value) -> np.ndarray:

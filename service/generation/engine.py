@@ -33,7 +33,7 @@ import numpy as np
 from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.generation.batch import Rows, positions_from_mask
 from service.generation.decoding import Event, Sink, Strategy
-from service.generation.device import DeviceCache, to_host
+from service.generation.device import CrossPool, DeviceCache, to_host
 from service.threads import mailbox_for
 
 log = logging.getLogger("neuroserve.generation")
@@ -95,8 +95,10 @@ class Engine:
         # the KV caches on the device between steps (IO binding; service.generation.device): cached decoding only
         self.device = device if cached else None
         self._host_decoder = decoder
+        self._pool: CrossPool | None = None  # translation with the caches on the device: the encoder outputs there
         if self.device is not None:
             self.decoder = self.device.decode
+            self._pool = CrossPool(self.device) if encoder is not None else None
         self.cache_shape = cache_shape  # (layers, heads, head_dim)
         self.pad_id = pad_id
         self.max_rows, self.max_waiting = max_rows, max_waiting
@@ -210,7 +212,7 @@ class Engine:
             return
         log.warning("decoding with the KV cache on the device failed: the host path serves from now on",
                     extra={"model": self.name})
-        self.device, self.decoder, self._cross_layout = None, self._host_decoder, ()
+        self.device, self.decoder, self._cross_layout, self._pool = None, self._host_decoder, (), None
         if self._rows is not None:
             rows = self._rows
             try:
@@ -290,6 +292,8 @@ class Engine:
             src[i, : lengths[i]] = job.tokens
         out = self.encoder({"src_ids": src})
         key, value, mask = out["cross_key"], out["cross_value"], out["encoder_attention_mask"]
+        if self._pool is not None:
+            self._pool.add(jobs, key, value, lengths)
         return [_Running(job, job.rows, (key[:, i:i + 1, :, :n], value[:, i:i + 1, :, :n], mask[i:i + 1, :n]))
                 for i, (job, n) in enumerate(zip(jobs, lengths))]
 
@@ -321,7 +325,19 @@ class Engine:
 
     def _cross_feeds(self) -> dict[str, np.ndarray]:
         layout = tuple((id(run.job), run.rows) for run in self._running)
-        if layout != self._cross_layout:
+        if layout != self._cross_layout and self._pool is not None:
+            # on the device: gathered from the encoder outputs kept there; only the mask (int64 per column) is built here
+            length = max(run.cross[2].shape[1] for run in self._running)
+            mask = np.zeros((sum(run.rows for run in self._running), length), self._running[0].cross[2].dtype)
+            row = 0
+            for run in self._running:
+                run_mask = run.cross[2]
+                mask[row:row + run.rows, :run_mask.shape[1]] = run_mask
+                row += run.rows
+            key, value = self._pool.batch(self._running)
+            self._cross = {"cross_key": key, "cross_value": value, "encoder_attention_mask": self.device.upload(mask)}
+            self._cross_layout = layout
+        elif layout != self._cross_layout:
             # Rebuilt whenever a request joins or leaves: each source's K, V and mask written once per row of
             # its job into arrays padded to the longest source (one allocation each, no pad/repeat/concat copies)
             length = max(run.cross[0].shape[3] for run in self._running)
@@ -340,8 +356,6 @@ class Engine:
                 mask[row:end, :source] = run_mask
                 row = end
             self._cross = {"cross_key": key, "cross_value": value, "encoder_attention_mask": mask}
-            if self.device is not None:  # uploaded once per layout, not once per step
-                self._cross = {name: self.device.upload(array) for name, array in self._cross.items()}
             self._cross_layout = layout
         return self._cross
 
