@@ -10,12 +10,14 @@ positions, the attention mask) are a few int64 per row.
 Reordering the rows (beams that branch, requests that finish or are cancelled) and trimming the columns
 every row pads is one tiny ONNX graph run on the same provider (``SELECT``: Gather on the batch axis, Slice on
 the time axis); rows that join (admission) are left-padded and concatenated by another (``JOIN``: Pad +
-Concat). So no cache crosses to the host at all. What still does: a new request's encoder output (once,
-at admission) and the cross-attention keys/values of the running batch, uploaded once each time the batch's
-requests change (not per step); the first step's empty past (zero bytes).
+Concat). So no cache crosses to the host at all. Translation's cross-attention keys/values live on the device
+too (``CrossPool``): each request's encoder output is uploaded once, at admission, and the batch's cross caches
+are gathered from that pool on the device when requests join or leave (``CROSS_SELECT``, ``JOIN_RIGHT``).
+What still crosses per step: the next token ids, positions and attention mask (a few int64 per row) and the
+logits; per change of the batch: the cross-attention mask (int64 per source column).
 
 The same code runs on the CPU provider with device ``cpu`` (the tests compare it token for token with the
-host path); the server uses it where the decoder runs on CUDA (setting ``generation_device_cache``: auto).
+host path); the server uses it where the decoder runs on CUDA (``NEUROSERVE_GENERATION_DEVICE_CACHE``: auto).
 """
 
 from __future__ import annotations
