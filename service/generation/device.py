@@ -222,11 +222,13 @@ class DeviceCache:
 
     def _run(self, session: ort.InferenceSession, feeds: dict, names: list[str], on_device: set[str]) -> dict:
         binding = session.io_binding()
+        held = []  # host inputs stay referenced until the run is over
         for name, value in feeds.items():
             if is_device(value):
                 binding.bind_ortvalue_input(name, value)
             else:
-                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+                held.append(np.ascontiguousarray(value))
+                binding.bind_cpu_input(name, held[-1])
         for name in names:
             if name in on_device:
                 binding.bind_output(name, self.device, self.device_id)
@@ -234,6 +236,7 @@ class DeviceCache:
                 binding.bind_output(name, "cpu")
         session.run_with_iobinding(binding)
         values = binding.get_outputs()
+        del held
         return {name: value if name in on_device else value.numpy() for name, value in zip(names, values)}
 
     def decode(self, feeds: dict) -> dict:
