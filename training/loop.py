@@ -34,7 +34,7 @@ def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
 
 
-def hardware() -> str:
+def hardware(device: torch.device | str | None = None) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -43,7 +43,10 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} CPUs visible), torch {torch.__version__}"
+    text = f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} CPUs visible), torch {torch.__version__}"
+    if device is not None and torch.device(device).type == "cuda":
+        text = f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}); {text}"
+    return text
 
 
 def git_commit() -> str | None:

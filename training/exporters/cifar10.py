@@ -104,6 +104,15 @@ def ensemble_metrics(members, ensemble: nn.Module, val_split) -> dict[str, Any]:
     return out
 
 
+def depth_line(cfg: dict[str, Any]) -> str:
+    return (" (airbench96-style: each group's conv-pool-BN-GELU followed by two conv-BN-GELU with a residual around them)"
+            if cfg.get("depth", 2) == 3 else "")
+
+
+def cutout_line(cfg: dict[str, Any]) -> str:
+    return f" + cutout (a {cfg['cutout']}x{cfg['cutout']} square zeroed per image per epoch)" if cfg.get("cutout") else ""
+
+
 def clean_command(command: str) -> str:
     """Checkpoints written before the command_line() fix quote 'python -m training'."""
     return command.replace("'python -m training'", "neuroserve-train").replace(" --resume", "")
@@ -233,13 +242,20 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "latency_ms": {k: v["latency"] for k, v in variants.items()},
         "validation": "seeded stratified 5,000 of the 50k train images (split seed 0), never trained on",
     }
-    description = ("Airbench94-style CNN (patch-whitening stem, conv-pool-BN-GELU 64/256/256, lookahead) on CIFAR-10"
+    style = "airbench96-style" if cfg.get("depth", 2) == 3 else "airbench94-style"
+    groups = ("conv-pool-BN-GELU + 2 residual convs " if cfg.get("depth", 2) == 3 else "conv-pool-BN-GELU ") + \
+        "/".join(map(str, cfg["widths"]))
+    description = (f"{style[0].upper()}{style[1:]} CNN (patch-whitening stem, {groups}, lookahead) on CIFAR-10"
                    if name == "cifar10-resnet" else
                    "Small fast airbench-style CNN (patch-whitening stem, conv-pool-BN-GELU 32/96/128) on CIFAR-10")
     if ensemble:
         seeds = ", ".join(str(m["seed"]) for m in ensemble["members"])
-        description = (f"Ensemble of {len(members)} airbench94-style CNNs (patch-whitening stem, conv-pool-BN-GELU "
-                       f"{'/'.join(map(str, cfg['widths']))}, lookahead; seeds {seeds}) on CIFAR-10, logits averaged in one graph")
+        archs = {(tuple(c["meta"]["config"]["widths"]), c["meta"]["config"].get("depth", 2)) for _, c in members}
+        if len(archs) > 1:
+            groups = "members of different widths/depths: " + ", ".join(
+                f"{'/'.join(map(str, w))} x{d}" for w, d in sorted(archs))
+        description = (f"Ensemble of {len(members)} {style} CNNs (patch-whitening stem, {groups}, lookahead; "
+                       f"seeds {seeds}) on CIFAR-10, logits averaged in one graph")
     cards.write_manifest(model_dir, {
         "name": name, "task": "image-classification", "description": description, **IO,
         "priority": PRIORITY.get(name, 0),
@@ -422,11 +438,11 @@ the machine's 2 cores were shared with other work, so treat the numbers as indic
 
 - Recipe (`training/recipes/cifar10.py`): airbench94-style. 2x2 patch-whitening conv stem initialised from the
   eigenvectors of the covariance of 2x2 patches of 5,000 training images (frozen weights; bias trained for the
-  first {card['config']['whiten_bias_epochs']} epochs), conv-pool-BN-GELU groups of widths {card['config']['widths']},
+  first {card['config']['whiten_bias_epochs']} epochs), conv-pool-BN-GELU groups of widths {card['config']['widths']}{depth_line(card['config'])},
   3x3 max-pool, linear head scaled by 1/9. SGD Nesterov (momentum {card['config']['momentum']}), batch
   {card['config']['batch_size']}, summed label-smoothed (0.2) cross-entropy, 23% warm-up then linear decay, BN biases at
   64x learning rate, lookahead (EMA every 5 steps from epoch {cfg.get('lookahead_start_epochs', 0)}, weights reset to
-  it after each epoch), alternating horizontal flip + 2 px reflect-padded translation.{amp_line}
+  it after each epoch), alternating horizontal flip + {card['config'].get('translate', 2)} px reflect-padded translation{cutout_line(card['config'])}.{amp_line}
 - {members_line(p)}training wall time {p['train_wall_time_s'] / 60:.1f} min
   ({p['train_wall_time_s']:.0f} s, validation passes included) on {p['hardware']}.
 - Parameters: {p['params']:,}. ONNX size: {p['onnx_bytes'] / 1e6:.2f} MB{weights_line(p)}.

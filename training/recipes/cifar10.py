@@ -7,7 +7,16 @@
   BN biases at 64x the learning rate, whitening bias trained for the first epochs only,
   lookahead (EMA pull-back every 5 steps from epoch 3 on, weights reset to the EMA after every epoch),
   alternating flip (one random flip mask, the whole set mirrored on odd epochs) + 2 px reflect-translate.
-- optional bf16 autocast on the CPU (``amp``): weights, optimiser and BN statistics stay fp32.
+- optional bf16 autocast (``amp``, CPU or CUDA): weights, optimiser and BN statistics stay fp32.
+- airbench96-class options: ``depth=3`` (a third conv and a residual per group), ``cutout`` (a zeroed square
+  per image per epoch), wider ``widths``, ``translate=4``.
+- CUDA: the training set lives on the GPU (augmented there), cudnn autotuning, channels_last; ``compile``
+  wraps the training forward in ``torch.compile`` (off by default: it costs start-up time on a fresh machine).
+  ``--time-budget S`` times a few throw-away steps first and cuts ``epochs`` to what fits in S seconds
+  (the schedule is then planned for those epochs).
+- ``data_file``: the npz under ``<data-dir>/cifar10/`` to train from, ``train.npz`` or a JPEG pack
+  (``neuroserve-train prepare cifar10 --source train.npz --out train_jpeg.npz``). ``evaluate`` and ``export``
+  always score the validation split on ``train.npz`` itself.
 - export: test-time augmentation (``tta_level``: 1 = mirror, 2 = mirror x {0, +1, -1 px} translate,
   as airbench94) and softmax baked into the ONNX graph.
 """
@@ -19,7 +28,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +36,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from training.data import cifar10 as data
 from training.loop import epoch_generator, fit, hardware, load_checkpoint, seed_everything, setup_torch
@@ -58,6 +66,10 @@ class CifarConfig:
     lookahead_start_epochs: int = 3
     tta_level: int = 2  # 0 none, 1 mirror, 2 mirror + 1 px translate (airbench94's level 2)
     amp: bool = False  # bf16 autocast for the training forward/backward (about 2x faster on AVX512-BF16 CPUs)
+    depth: int = 2  # convs per group: 2 (airbench94/95) or 3 with a residual (airbench96)
+    cutout: int = 0  # side of the square zeroed in each training image per epoch (airbench96: 12); 0 = off
+    compile: bool = False  # torch.compile the training forward (CUDA runs; start-up costs tens of seconds)
+    data_file: str = "train.npz"  # under <data-dir>/cifar10/: train.npz or a JPEG pack (train only)
 
 
 def to_float(x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -69,26 +81,43 @@ def to_float(x_uint8_nhwc: np.ndarray | torch.Tensor) -> torch.Tensor:
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def augment(x: torch.Tensor, flip: torch.Tensor, translate: int, gen: torch.Generator) -> torch.Tensor:
-    """Flip the rows where ``flip`` is true, then shift each image by up to ``translate`` px (reflect pad)."""
+def augment(x: torch.Tensor, flip: torch.Tensor, translate: int, gen: torch.Generator, cutout: int = 0) -> torch.Tensor:
+    """Flip the rows where ``flip`` is true, then shift each image by up to ``translate`` px (reflect pad), then
+    zero a random ``cutout`` x ``cutout`` square inside each image (airbench96). ``x`` may live on the GPU; the
+    random draws come from ``gen`` on the CPU, so a run's augmentation does not depend on the device."""
     out = x.clone()
+    flip = flip.to(x.device)
     if flip.any():
         out[flip] = out[flip].flip(-1)
     if translate > 0:
         n, _, h, w = out.shape
         span = 2 * translate + 1
-        dy = torch.randint(0, span, (n,), generator=gen)
-        dx = torch.randint(0, span, (n,), generator=gen)
+        dy = torch.randint(0, span, (n,), generator=gen).to(x.device)
+        dx = torch.randint(0, span, (n,), generator=gen).to(x.device)
         for start in range(0, n, 5000):  # in chunks: the padded copy stays small
             sl = slice(start, min(n, start + 5000))
             padded = F.pad(out[sl], (translate,) * 4, mode="reflect")
             sdy, sdx = dy[sl], dx[sl]
             chunk = out[sl]
+            if x.device.type == "cuda":  # one gather instead of span**2 masked copies (each a host sync); same values
+                rows = (sdy.view(-1, 1) + torch.arange(h, device=x.device)).view(-1, 1, h, 1)
+                cols = (sdx.view(-1, 1) + torch.arange(w, device=x.device)).view(-1, 1, 1, w)
+                batch = torch.arange(len(chunk), device=x.device).view(-1, 1, 1, 1)
+                chan = torch.arange(chunk.shape[1], device=x.device).view(1, -1, 1, 1)
+                chunk.copy_(padded[batch, chan, rows, cols])
+                continue
             for i in range(span):
                 for j in range(span):
                     m = (sdy == i) & (sdx == j)
                     if m.any():
                         chunk[m] = padded[m, :, i : i + h, j : j + w]
+    if cutout > 0:
+        n, _, h, w = out.shape
+        y0 = torch.randint(0, h - cutout + 1, (n,), generator=gen).to(x.device)
+        x0 = torch.randint(0, w - cutout + 1, (n,), generator=gen).to(x.device)
+        rows = torch.arange(h, device=x.device).view(1, 1, h, 1) - y0.view(-1, 1, 1, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, 1, w) - x0.view(-1, 1, 1, 1)
+        out.masked_fill_((rows >= 0) & (rows < cutout) & (cols >= 0) & (cols < cutout), 0.0)
     return out.contiguous(memory_format=torch.channels_last)
 
 
@@ -149,13 +178,24 @@ class Cifar10Recipe(Recipe):
         return config_from_args(self.default, args)
 
     def build(self, cfg: CifarConfig) -> AirbenchNet:
-        return AirbenchNet(cfg.widths, bn_momentum=cfg.bn_momentum, scaling=cfg.scaling).to(
+        return AirbenchNet(cfg.widths, bn_momentum=cfg.bn_momentum, scaling=cfg.scaling, depth=cfg.depth).to(
             memory_format=torch.channels_last)
 
     # -- prepare -----------------------------------------------------------------------
     def prepare(self, args: argparse.Namespace) -> int:
         if not args.source:
-            raise SystemExit("prepare cifar10 needs --source cifar-10-python.tar.gz")
+            raise SystemExit("prepare cifar10 needs --source cifar-10-python.tar.gz (or a train.npz, for a JPEG pack)")
+        if str(args.source).endswith(".npz"):  # train.npz -> the compact JPEG pack a GPU machine reads
+            if not args.out:
+                raise SystemExit("prepare cifar10 --source train.npz needs --out PACK.npz")
+            t0 = time.time()
+            x, y = data.load_npz(Path(args.source))
+            stats = data.write_jpeg_pack(x, y, Path(args.out))
+            x2, y2 = data.load_npz(Path(args.out))
+            stats["roundtrip_exact"] = bool(np.array_equal(x, x2) and np.array_equal(y, y2))
+            stats["seconds"] = round(time.time() - t0, 1)
+            print(f"wrote {args.out}: {json.dumps(stats)}")
+            return 0 if stats["roundtrip_exact"] else 1
         out = Path(args.out) if args.out else self.data_dir(args) / "cifar10" / "train.npz"
         path = data.prepare_from_tarball(Path(args.source), out)
         x, y = data.load_npz(path)
@@ -167,21 +207,47 @@ class Cifar10Recipe(Recipe):
         cfg = self.config(args)
         device = setup_torch(args.device)
         seed_everything(args.seed)
-        train_split, val_split = data.load_splits(self.data_dir(args), cfg.val_size, cfg.split_seed, args.limit)
-        x_train = to_float(train_split.x)
-        y_train = torch.as_tensor(train_split.y)
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        t_load = time.time()
+        train_split, val_split = data.load_splits(self.data_dir(args), cfg.val_size, cfg.split_seed, args.limit,
+                                                  file=cfg.data_file)
+        print(f"data: {cfg.data_file}, {len(train_split.y)} + {len(val_split.y)} images in {time.time() - t_load:.1f} s",
+              flush=True)
+        # on CUDA the whole training set sits on the GPU and is augmented there (no host round trips per batch)
+        x_train = to_float(train_split.x).to(device)
+        y_train = torch.as_tensor(train_split.y).to(device)
         x_val = to_float(val_split.x).to(device)
         y_val = torch.as_tensor(val_split.y).to(device)
         n = len(x_train)
         batch_size = min(cfg.batch_size, n)
         steps_per_epoch = n // batch_size
-        total_steps = steps_per_epoch * cfg.epochs
 
         model = self.build(cfg)
-        model.init_whitening(x_train[:5000])
+        model.init_whitening(x_train[:5000].cpu())
         model.to(device)
+        forward = torch.compile(model) if cfg.compile else model
+
+        def amp() -> torch.autocast:
+            return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
+
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none")
+        budget = float(getattr(args, "time_budget", None) or 0)
+        planned = {}
+        if budget:
+            epoch_s = estimate_epoch_seconds(model, amp, loss_fn, x_train, y_train, batch_size,
+                                             steps_per_epoch, cfg, n_val=len(x_val))
+            fitting = max(1, int(budget / epoch_s))
+            planned = {"time_budget_s": budget, "estimated_epoch_s": round(epoch_s, 3), "asked_epochs": cfg.epochs}
+            if fitting < cfg.epochs:
+                cfg = replace(cfg, epochs=fitting)
+            print(f"time budget {budget:.0f} s: {epoch_s:.2f} s per epoch estimated -> {cfg.epochs} epochs", flush=True)
+        total_steps = steps_per_epoch * cfg.epochs
         print(f"{self.task}: train {n}, val {len(x_val)}, params {count_parameters(model):,}, "
-              f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {batch_size}, {hardware()}")
+              f"{steps_per_epoch} steps/epoch x {cfg.epochs} epochs, batch {batch_size}, {hardware(device)}", flush=True)
 
         kilostep = 1024 * (1 + 1 / (1 - cfg.momentum))
         lr = cfg.lr / kilostep
@@ -206,11 +272,7 @@ class Cifar10Recipe(Recipe):
         # airbench94: the lookahead state is created at the first update step of epoch 3 (a copy of the
         # weights then); before that training runs without it.
         lookahead: dict[str, Lookahead | None] = {"state": None}
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none")
         state = {"step": 0}
-
-        def amp() -> torch.autocast:
-            return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp)
 
         def train_epoch(epoch: int) -> dict[str, float]:
             model.train()
@@ -219,16 +281,17 @@ class Cifar10Recipe(Recipe):
             # alternating flip (airbench): one random mask for the whole run, every image mirrored on odd epochs
             base_flip = torch.rand(n, generator=epoch_generator(args.seed, 0, stream=1)) < 0.5
             flip = base_flip ^ bool(epoch % 2)
-            x_aug = augment(x_train, flip, cfg.translate, gen)
-            perm = torch.randperm(n, generator=gen)
-            tot_loss = tot_correct = seen = 0.0
-            bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       mininterval=5, disable=args.quiet)
+            x_aug = augment(x_train, flip, cfg.translate, gen, cfg.cutout)
+            perm = torch.randperm(n, generator=gen).to(device)
+            tot_loss = torch.zeros((), device=device)
+            tot_correct = torch.zeros((), device=device)
+            seen = 0
+            bar = progress(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=args.quiet)
             for i in bar:
                 idx = perm[i * batch_size : (i + 1) * batch_size]
-                xb, yb = x_aug[idx].to(device), y_train[idx].to(device)
+                xb, yb = x_aug[idx], y_train[idx]
                 with amp():
-                    out = model(xb)
+                    out = forward(xb)
                 loss = loss_fn(out.float(), yb).sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -241,13 +304,14 @@ class Cifar10Recipe(Recipe):
                         lookahead["state"] = Lookahead(model)
                     else:
                         lookahead["state"].update(model, decay=float(alpha[step]))
-                tot_loss += float(loss.detach())
-                tot_correct += float((out.argmax(1) == yb).sum())
+                tot_loss += loss.detach()
+                tot_correct += (out.argmax(1) == yb).sum()
                 seen += len(yb)
-                bar.set_postfix(loss=f"{tot_loss / seen:.3f}", acc=f"{tot_correct / seen:.3f}")
+                if not args.quiet and not cuda:  # a host sync per step: only on the CPU, where it costs nothing
+                    bar.set_postfix(loss=f"{float(tot_loss) / seen:.3f}", acc=f"{float(tot_correct) / seen:.3f}")
             if lookahead["state"] is not None:
                 lookahead["state"].update(model, decay=1.0)  # after every epoch: weights = the lookahead average
-            return {"train_loss": tot_loss / max(seen, 1), "train_acc": tot_correct / max(seen, 1),
+            return {"train_loss": float(tot_loss) / max(seen, 1), "train_acc": float(tot_correct) / max(seen, 1),
                     "lr": float(sched.get_last_lr()[1])}
 
         def evaluate(epoch: int) -> dict[str, float]:
@@ -276,8 +340,8 @@ class Cifar10Recipe(Recipe):
             state["step"] = s["step"]
 
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "command": command_line(),
-                "hardware": hardware(), "val_index": val_split.index.tolist(), "n_train": n,
-                "params": count_parameters(model), "limit": args.limit}
+                "hardware": hardware(device), "val_index": val_split.index.tolist(), "n_train": n,
+                "params": count_parameters(model), "limit": args.limit, **planned}
         run_dir = self.run_dir(args)
         t0 = time.time()
         history = fit(epochs=cfg.epochs, run_dir=run_dir, resume=args.resume, get_state=get_state,
@@ -293,7 +357,7 @@ class Cifar10Recipe(Recipe):
         cfg = CifarConfig(**{**asdict(self.default), **ckpt["meta"]["config"]})
         cfg.widths = tuple(cfg.widths)
         model = self.build(cfg)
-        model.load_state_dict(ckpt["recipe"]["model"])
+        model.load_state_dict(ckpt["recipe"]["model"])  # fp16-stored weights (gpu_cifar_collect.py) load as fp32
         model.eval()
         return model, ckpt
 
@@ -324,6 +388,68 @@ class Cifar10SmallRecipe(Cifar10Recipe):
 
     task = "cifar10-small"
     default = CifarConfig(model_name="cifar10-small", widths=(32, 96, 128), epochs=10, tta_level=1)
+
+
+def progress(iterable, desc: str, disable: bool):
+    """tqdm's bar where tqdm is installed; the plain iterable otherwise (or when ``disable``)."""
+    if disable:
+        return _NoBar(iterable)
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar(iterable)
+    return tqdm(iterable, desc=desc, leave=False, mininterval=5)
+
+
+class _NoBar:
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **_: object) -> None:
+        pass
+
+
+def estimate_epoch_seconds(model: nn.Module, amp, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                           steps_per_epoch: int, cfg: CifarConfig, n_val: int, warmup: int = 3, timed: int = 8) -> float:
+    """Seconds one epoch will take (augmentation + steps + a validation pass), from a few training steps on a
+    throw-away copy of the model and optimiser (the real run's weights and random streams are untouched)."""
+    import copy
+
+    def sync() -> None:
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
+    probe = copy.deepcopy(model)
+    fwd = probe  # eager even when the run compiles: compiling twice costs more than it tells (a conservative estimate)
+    opt = torch.optim.SGD([p for p in probe.parameters() if p.requires_grad], lr=1e-6, momentum=0.9, nesterov=True)
+    gen = torch.Generator().manual_seed(12345)
+    sync()
+    t0 = time.perf_counter()
+    augment(x, torch.rand(len(x), generator=gen) < 0.5, cfg.translate, gen, cfg.cutout)
+    sync()
+    t_aug = time.perf_counter() - t0
+    probe.train()
+    t_steps = 0.0
+    for i in range(warmup + timed):
+        idx = torch.randint(0, len(x), (batch_size,), generator=gen).to(x.device)
+        if i == warmup:
+            sync()
+            t0 = time.perf_counter()
+        with amp():
+            out = fwd(x[idx])
+        loss = loss_fn(out.float(), y[idx]).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync()
+    t_steps = (time.perf_counter() - t0) / timed
+    del probe, opt
+    # a validation pass: forward only (about a third of a step per image), six views on the last epoch (averaged in)
+    t_val = t_steps / 3 * n_val / batch_size * 2
+    return 1.1 * (t_aug + t_steps * steps_per_epoch + t_val)
 
 
 def command_line() -> str:
