@@ -242,6 +242,13 @@ class TrafficRecipe(ForecastRecipe):
 
         t, v = self.series(args)
         _, eval_w = self.windows(cfg, t, v)
+        if "calendar" in eval_w.inputs:  # where the calendar matters: hours on federal holidays
+            at = {o: i for i, o in enumerate(eval_w.origin.astype(np.int64))}
+            hol = eval_w.inputs["calendar"][[at[o] for o in oos["origin"]], HISTORY:, 0] > 0
+            pooled["holiday_hours"] = {"hours": int(hol.sum()), "mae": float(np.abs(q_all[..., 1] - y)[hol].mean()),
+                                       "profile_mae": float(np.abs(prof - y)[hol].mean()),
+                                       "other_mae": float(np.abs(q_all[..., 1] - y)[~hol].mean()),
+                                       "other_profile_mae": float(np.abs(prof - y)[~hol].mean())}
         sample = eval_w.take(np.flatnonzero(eval_w.origin >= VAL_FROM)) if (eval_w.origin >= VAL_FROM).any() else eval_w
         inputs, outputs, dynamic = self.contract(bool(info.get("calendar")))
         rng = np.random.default_rng(1)
@@ -362,7 +369,7 @@ hour-of-week mean of all hours before the cut-off (the same past the model had).
 - 80% interval coverage {pooled['coverage']:.3f} pooled (*per fold: widening factors fitted on the other folds);
   mean width {pooled['mean_width']:.0f} vehicles/hour.
 - MAE by horizon (h=1..24): {', '.join(f'{x:.0f}' for x in pooled['mae_by_horizon'])}.
-- The served graph on the validation split's windows (in-sample now, a sanity check only): MAE {ins['mae']:.1f}
+{holiday_line(pooled, b)}- The served graph on the validation split's windows (in-sample now, a sanity check only): MAE {ins['mae']:.1f}
   over {ins['windows']} windows, coverage {ins['coverage']:.3f}.
 
 ![forecasts](forecasts.png)
@@ -389,6 +396,16 @@ hour-of-week mean of all hours before the cut-off (the same past the model had).
 - Needs 168 consecutive hours; the caller must fill or refuse gaps. Not evaluated on the held-out test split (2018).
 - Holidays are the federal list (observed dates); state events (the Minnesota State Fair) are not known to the model.
 """
+
+
+def holiday_line(pooled: dict[str, Any], before: dict[str, Any] | None) -> str:
+    h = pooled.get("holiday_hours")
+    if not h:
+        return ""
+    b = (before or {}).get("holiday_hours")
+    was = f" (previous recipe: {b['mae']:.0f} and {b['other_mae']:.0f})" if b else ""
+    return (f"- Federal-holiday hours ({h['hours']} of the forecast hours): MAE {h['mae']:.0f} vs profile {h['profile_mae']:.0f}; "
+            f"other hours {h['other_mae']:.0f} vs {h['other_profile_mae']:.0f}{was}.\n")
 
 
 def widened(q: np.ndarray, factors: np.ndarray) -> np.ndarray:
