@@ -843,6 +843,10 @@ def main(argv: list[str] | None = None) -> int:
             reserve = 0.0 if "generation" in skip else (25.0 if args.quick else 45.0)
             report.data["load"] = report.step("load", load_runs, ready, args.seconds, generator, deadline, args, report,
                                               reserve) or []
+        if shutil.which("nvidia-smi"):  # what the servers hold on the GPU after the load
+            report.data["environment"]["nvidia_smi_after_load"] = _run(
+                ["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory", "--format=csv"]) + "\n" + _run(
+                ["nvidia-smi", "--query-gpu=memory.used,memory.total,utilization.gpu", "--format=csv"])
         for s in servers:
             s.stop()
         if "generation" not in skip:
