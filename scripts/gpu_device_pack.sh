@@ -13,7 +13,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-OUT="$ROOT/.device-parts"
+OUT="${PARTS_OUT:-$ROOT/.device-parts}"
 TOOL="${DEVICE_PARTS:-$ROOT/../shared/tools/device_parts.py}"
 PY="${PY:-$ROOT/.venv/bin/python}"
 PART_MB="${PART_MB:-58}"
@@ -52,8 +52,8 @@ rm -rf "$OUT/models"
 
 cp "$OUT/models/unpack.py" "$OUT/unpack.py"
 cp "$STAGE/models/PACKED_FROM" "$OUT/PACKED_FROM"  # stale parts: git diff --quiet $(head -1 .device-parts/PACKED_FROM) HEAD -- models
-(cd "$OUT" && for f in ort/p*/part.* models/p*/part.*; do
+(cd "$OUT" && shopt -s nullglob && for f in ort/p*/part.* models/p*/part.*; do
    echo "$(sha256sum "$f" | cut -d' ' -f1)  ${f%%/*}/$(basename "$f")"; done) > "$OUT/SHA256SUMS"
 echo "== parts (MB):"
-(cd "$OUT" && for p in ort/p* models/p*; do printf '  %-10s %6.1f\n' "$p" "$(du -b "$p"/part.* | awk '{print $1/1e6}')"; done)
+(cd "$OUT" && shopt -s nullglob && for p in ort/p* models/p*; do printf '  %-10s %6.1f\n' "$p" "$(du -b "$p"/part.* | awk '{print $1/1e6}')"; done)
 echo "models packed from $(head -1 "$STAGE/models/PACKED_FROM")"
