@@ -695,6 +695,12 @@ class Report:
                 lines.append(f"| {r['workload']} | {r['provider']} | {r['clients']} | {r['requests']} | {r['errors']} | "
                              f"{_fmt(r['rps'], 0)} | {_fmt(r.get('images_per_s'), 0)} | {_fmt(r.get('decoded_tokens_per_s'), 0)} | "
                              f"{_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} |")
+            failing = [r for r in d["load"] if r.get("errors") and r.get("first_error")]
+            if failing:
+                lines += [""] + [f"- errors in {r['workload']} / {r['provider']} / {r['clients']} clients: "
+                                 f"{r['errors']}, the first: {r['first_error'][:160]}" for r in failing]
+            if any(r.get("generator", "").startswith("python (hey failed") for r in d["load"]):
+                lines.append("- some runs fell back to the built-in load generator (hey failed: report.json says why)")
             ratios = self.ratios()
             if ratios:
                 lines += ["", "| workload | clients | req/s " + " | req/s ".join(f"{p} / {ratios[0]['base']}" for p in ratios[0]["ratios"]) + " |",
