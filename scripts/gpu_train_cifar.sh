@@ -12,6 +12,8 @@
 #   bash scripts/gpu_train_cifar.sh collect [WAIT_S]  # wait (at most WAIT_S, default 330) for the runs, then put
 #                                                     # summary.json, ckpt.tar.part-* and logs.tar.gz into $OUT
 #   bash scripts/gpu_train_cifar.sh run [BUDGET_S]    # start + collect in one call (foreground)
+# start copies this script to /tmp/cifar-gpu/src/: a later call can run
+#   bash /tmp/cifar-gpu/src/gpu_train_cifar.sh status|collect   (nothing carried, whatever the checkout holds then)
 #
 # BUDGET_S (default 210) is each run's --time-budget: a few throw-away steps are timed at start (with every run
 # competing for the GPU) and the run's epochs are cut to what fits, so every run ends within ~BUDGET_S + 40 s.
@@ -50,7 +52,7 @@ d96    1 45 widths=128,384,512 depth=3 cutout=12 translate=4
 stage() {  # code + data into $W (the checkout may be re-sent by later calls while the runs go on)
   rm -rf "$W" "$RUNS"
   mkdir -p "$W/src" "$W/data/cifar10" "$W/logs" "$RUNS"
-  cp -r "$SRC/training" "$W/src/" && cp "$SRC/scripts/gpu_cifar_collect.py" "$W/src/" || return 1
+  cp -r "$SRC/training" "$W/src/" && cp "$SRC/scripts/gpu_cifar_collect.py" "$0" "$W/src/" || return 1
   [ -f "$PACK" ] || { echo "no JPEG pack at $PACK (carry .device-parts/cifar)"; return 1; }
   # decode once (Pillow), check the pixels' sha256 against the source's, write a plain npz every run reads
   (cd "$W/src" && "$PY" - "$PACK" "$W/data/cifar10/train.npz" <<'EOF'
