@@ -675,6 +675,8 @@ class Report:
                          f"libraries: {', '.join(server.get('libraries', [])) or 'none mapped'}")
             if providers:
                 lines.append(f"  - providers: {'; '.join(providers)}")
+            if server.get("generation_host_fallbacks"):
+                lines.append(f"  - generation fell back from the device KV cache to the host path: {server['generation_host_fallbacks']}")
         if d["parity"]:
             failed = [r for r in d["parity"] if r.get("ok") is False]
             passed = [r for r in d["parity"] if r.get("ok")]
@@ -855,6 +857,12 @@ def main(argv: list[str] | None = None) -> int:
                 ["nvidia-smi", "--query-gpu=memory.used,memory.total,utilization.gpu", "--format=csv"])
         for s in servers:
             s.stop()
+            try:  # generation models that left the device path for the host one (service/generation, a warning)
+                fallbacks = [line[:300] for line in s.log_path.read_text(errors="replace").splitlines()
+                             if "host path serves" in line]
+                report.data["servers"].setdefault(s.label, {})["generation_host_fallbacks"] = fallbacks
+            except OSError:
+                pass
         if "generation" not in skip:
             report.data["generation"] = report.step("generation", generation_bench, providers, args.models, deadline,
                                                     args.quick, args.out) or []
