@@ -34,7 +34,8 @@ def test_committed_model(name):
     task, inputs, outputs = EXPECTED[name]
     assert manifest.task == task
     assert [(t.name, t.datatype, t.shape) for t in manifest.inputs] == inputs
-    assert [(t.name, t.datatype, t.shape) for t in manifest.outputs] == outputs
+    # an OOD profile (training/ood.py) adds the output ood_features after the task's own
+    assert [(t.name, t.datatype, t.shape) for t in manifest.outputs if t.name != "ood_features"] == outputs
     assert manifest.metrics and manifest.provenance.get("training_command")
     for f in ("README.md", "card.json"):
         assert (model_dir / f).exists()
@@ -45,11 +46,17 @@ def test_committed_model(name):
     sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
     got_in = [(i.name, ONNX_TYPES[i.type], len(i.shape)) for i in sess.get_inputs()]
     assert got_in == [(n, d, len(s)) for n, d, s in inputs]
-    assert [o.name for o in sess.get_outputs()] == [n for n, _, _ in outputs]
+    names = [o.name for o in sess.get_outputs()]
+    assert [n for n in names if n != "ood_features"] == [n for n, _, _ in outputs]
     x = np.random.default_rng(0).integers(0, 256, size=(2, *inputs[0][2][1:]), dtype=np.uint8)
-    for out, (_, _, shape) in zip(sess.run(None, {"images": x}), outputs):
+    values = dict(zip(names, sess.run(None, {"images": x})))
+    for name_, _, shape in outputs:
+        out = values[name_]
         assert out.shape == (2, *shape[1:])
         assert np.all(np.isfinite(out)) and np.all((out >= 0) & (out <= 1))
+    if manifest.ood is not None:
+        assert values["ood_features"].shape == (2, sum(g.size for g in manifest.ood.groups))
+        assert (model_dir / manifest.ood.profile).exists()
     if name == "tumor-cnn":
         assert manifest.labels == ["none", "glioma", "meningioma", "pituitary"]
         assert 0 < manifest.parameters["threshold"] < 1

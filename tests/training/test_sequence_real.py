@@ -53,9 +53,12 @@ def test_committed_sentiment_model(name):
     sess = ort_session(d / "1" / "model.onnx")
     ids, lengths = sdata.pad_batch(seqs)
     ids7, _ = sdata.pad_batch(seqs, extra=7)
-    (p,) = sess.run(None, {"input_ids": ids, "lengths": lengths})
-    (p7,) = sess.run(None, {"input_ids": ids7, "lengths": lengths})
+    wanted = ["probabilities"] + (["ood_features"] if m.ood is not None else [])
+    p, *ood = sess.run(wanted, {"input_ids": ids, "lengths": lengths})
+    p7, *ood7 = sess.run(wanted, {"input_ids": ids7, "lengths": lengths})
     assert np.abs(p - p7).max() <= 1e-5
+    for f, f7 in zip(ood, ood7):  # the OOD features ignore padding too (the batcher pads across requests)
+        assert np.abs(f - f7).max() <= 1e-4
     assert p[0, 1] > 0.5 and p[1, 0] > 0.5  # obvious positive / negative
 
 
