@@ -350,7 +350,7 @@ def task_requests(model: dict) -> list[tuple[str, str, dict]]:
 
 
 def compare_oip(ref: dict, got: dict, tol: float) -> tuple[bool, float, str]:
-    ok, worst = True, 0.0
+    ok, worst, notes = True, 0.0, []
     theirs = {o["name"]: o for o in got["outputs"]}
     for out in ref["outputs"]:
         other = theirs.get(out["name"])
@@ -360,9 +360,16 @@ def compare_oip(ref: dict, got: dict, tol: float) -> tuple[bool, float, str]:
             if out["data"] != other["data"]:
                 return False, float("inf"), f"output {out['name']} differs"
             continue
-        same, diff = close(out["data"], other["data"], tol)
-        ok, worst = ok and same, max(worst, diff)
-    return ok, worst, ""
+        # intermediate features (the OOD profile's ood_features: penultimate activations, not probabilities)
+        # drift further than scores under TF32: 1e-2 (relative beyond 1) for them
+        loose = any(word in out["name"].lower() for word in ("feature", "ood", "embedding"))
+        same, diff = close(out["data"], other["data"], max(tol, 1e-2) if loose else tol)
+        if loose:
+            notes.append(f"{out['name']} max diff {diff:.2e}")
+        else:
+            worst = max(worst, diff)
+        ok = ok and same
+    return ok, worst, "; ".join(notes)
 
 
 def parity(servers: list[ServerProcess], deadline: Deadline, timeout_s: float) -> list[dict]:
