@@ -32,7 +32,9 @@ PY=${PYTHON:-/opt/torch/.venv/bin/python}
 [ -x "$PY" ] || PY=python3
 W=${CIFAR_GPU_DIR:-/tmp/cifar-gpu}
 RUNS=${CIFAR_GPU_RUNS:-/dev/shm/cifar-gpu-runs}   # checkpoints are rewritten every epoch: keep them in RAM
-[ -d /dev/shm ] || RUNS=$W/runs
+shm_kb=$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')
+[ "${shm_kb:-0}" -gt 3000000 ] || RUNS=${CIFAR_GPU_RUNS:-$W/runs}   # a small /dev/shm: the disk (~1 GB written per run)
+case "$CMD" in start|run) ;; *) [ -f "$W/RUNS_DIR" ] && RUNS=$(cat "$W/RUNS_DIR") ;; esac  # the one start chose
 PACK=$ROOT/.device-parts/cifar/data/cifar10/train_jpeg.npz
 [ -f "$PACK" ] || PACK=$SRC/../data/cifar10/train_jpeg.npz
 DEVICE=${CIFAR_GPU_DEVICE:-cuda}     # a CPU dry run here: CIFAR_GPU_DEVICE=cpu CIFAR_GPU_EXTRA="--limit 300" ...
@@ -52,6 +54,7 @@ d96    1 45 widths=128,384,512 depth=3 cutout=12 translate=4
 stage() {  # code + data into $W (the checkout may be re-sent by later calls while the runs go on)
   rm -rf "$W" "$RUNS"
   mkdir -p "$W/src" "$W/data/cifar10" "$W/logs" "$RUNS"
+  echo "$RUNS" >"$W/RUNS_DIR"
   cp -r "$SRC/training" "$W/src/" && cp "$SRC/scripts/gpu_cifar_collect.py" "$0" "$W/src/" || return 1
   [ -f "$PACK" ] || { echo "no JPEG pack at $PACK (carry .device-parts/cifar)"; return 1; }
   # decode once (Pillow), check the pixels' sha256 against the source's, write a plain npz every run reads
