@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     )
     max_queue_size: int | None = Field(default=None, ge=1, description="Override every model's queue depth (503 + Retry-After when full).")
     generation_max_rows: int = Field(default=64, ge=8, le=4096, description="Rows (sequences; each beam or choice counts one) one generation model decodes together per step; more requests wait for room.")
+    generation_device_cache: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Where a generation model keeps its KV caches between decode steps: on the device "
+        "through ONNX Runtime IO binding (on), in host numpy arrays (off), or auto: on the device under CUDA, on the host "
+        "on the CPU (where IO binding measured no faster)."
+    )
     generation_max_waiting: int = Field(default=256, ge=1, description="Generation requests (one per text or chat completion) that may wait for room per model (503 + Retry-After beyond).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
     drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")
