@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -53,9 +52,7 @@ class GenerationRuntime:
         self.inputs, self.outputs = TEXT_FACE
         self.banned = np.asarray(sorted(self._banned_ids()), np.int64)
         encoder = graphs.get("encoder")
-        # the setting generation_device_cache when Settings has it; until then its environment variable
-        choice = (device_cache or getattr(settings, "generation_device_cache", None)
-                  or os.environ.get("NEUROSERVE_GENERATION_DEVICE_CACHE", "auto"))
+        choice = device_cache or settings.generation_device_cache
         self.device = device_cache_for(graphs["decoder"], choice) if cached else None
         self.engine = Engine(name, graphs["decoder"].run, encoder=encoder.run if encoder else None,
                              cache_shape=(params.layers, params.heads, params.head_dim), pad_id=params.pad_id,
