@@ -736,6 +736,9 @@ def fit_model(args: argparse.Namespace, data: OodData | None = None) -> dict:
     if data is None:
         data = make_data(manifest, folder, Path(args.data_dir or default_data_dir()), rng, args, input_names)
     sources, extras = sources_for(model, manifest)
+    sources = [src for src in sources if src.group not in set(getattr(args, "skip_group", None) or [])]
+    if not sources:
+        raise SystemExit(f"--skip-group left no feature group (groups: {sorted(GROUP_TEXT)})")
     model, group_sizes = build_feature_graph(model, sources, extras, make_probe(_sample_feeds(None, data)))
     onnx.checker.check_model(model)
     options = ort.SessionOptions()
@@ -807,11 +810,12 @@ def write_outputs(result: dict, args: argparse.Namespace) -> None:
         arrays[f"{g['name']}.whiten"] = g["whiten"]
     np.savez(folder / PROFILE_FILE, **arrays)
     data: OodData = result["data"]
+    skipped = sorted(getattr(args, "skip_group", None) or [])
     total = sum(g["size"] for g in result["groups"])
     details = {
         "method": "class-conditional Mahalanobis distance per feature group (Ledoit-Wolf-shrunk shared covariance), "
                   "standardised on held-out training inputs, summed over groups",
-        "command": f"neuroserve-train ood {args.model}",
+        "command": f"neuroserve-train ood {args.model}" + "".join(f" --skip-group {g}" for g in skipped),
         "version_fitted": result["version"],
         "data": data.describe,
         "threshold_rule": f"{args.quantile:g} quantile of the validation scores",
@@ -822,6 +826,7 @@ def write_outputs(result: dict, args: argparse.Namespace) -> None:
         "pairs": result["pairs"],
         "validation_unusual_by_label": result["by_label"] or None,
         "seed": args.seed,
+        "skipped_groups": skipped or None,
     }
     spec = {"output": OUTPUT, "profile": PROFILE_FILE, "combine": args.combine, "threshold": round(result["threshold"], 4), "window": args.window,
             "groups": [{"name": g["name"], "size": g["size"], "loc": g["loc"], "scale": g["scale"], "source": g["source"]}
@@ -932,6 +937,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=int, default=2000, help="held-out training inputs that standardise distances")
     p.add_argument("--combine", choices=["sum", "max"], default="sum",
                    help="score: the sum (default) or the largest of the groups' standardised distances")
+    p.add_argument("--skip-group", action="append", choices=sorted(GROUP_TEXT), metavar="GROUP",
+                   help="leave a feature group out (repeatable; groups: " + ", ".join(sorted(GROUP_TEXT)) + ")")
     p.add_argument("--quantile", type=float, default=0.95, help="threshold: this quantile of validation scores")
     p.add_argument("--window", type=int, default=1000, help="inputs in the served rolling unusual share")
     p.add_argument("--seed", type=int, default=0)
