@@ -21,7 +21,7 @@
 #   neuroserve-train export cifar10 --checkpoint DIR/<run>.pt [--ensemble DIR/<run2>.pt] --fp16-weights --tta N
 # (export scores the validation split on ../shared/data/cifar10/train.npz itself).
 #
-# Here, before the call: bash scripts/gpu_train_cifar.sh kit   (copies training/ and these two scripts into
+# Here, before the call: bash scripts/gpu_train_cifar.sh kit   (copies training/ and these two scripts, as committed, into
 # .device-parts/cifar/kit, so that the carried .device-parts/cifar alone is enough: there, run
 # bash .device-parts/cifar/kit/scripts/gpu_train_cifar.sh start  from any folder holding .device-parts/cifar)
 set -uo pipefail
@@ -126,10 +126,11 @@ collect() {  # bounded wait for $W/DONE, then copy the packed results (or pack w
 
 case "$CMD" in
   kit)
-    rm -rf "$ROOT/.device-parts/cifar/kit" && mkdir -p "$ROOT/.device-parts/cifar/kit/scripts"
-    cp -r "$ROOT/training" "$ROOT/.device-parts/cifar/kit/"
-    find "$ROOT/.device-parts/cifar/kit" -name __pycache__ -prune -exec rm -rf {} +
-    cp "$ROOT/scripts/gpu_train_cifar.sh" "$ROOT/scripts/gpu_cifar_collect.py" "$ROOT/.device-parts/cifar/kit/scripts/"
+    # the committed code (HEAD), not the working tree: other people's unfinished edits stay out of the kit
+    rm -rf "$ROOT/.device-parts/cifar/kit" && mkdir -p "$ROOT/.device-parts/cifar/kit"
+    git -C "$ROOT" archive HEAD training scripts/gpu_train_cifar.sh scripts/gpu_cifar_collect.py |
+      tar -x -C "$ROOT/.device-parts/cifar/kit" || exit 1
+    git -C "$ROOT" rev-parse --short HEAD >"$ROOT/.device-parts/cifar/kit/COMMIT"
     du -sh "$ROOT/.device-parts/cifar"/*
     ;;
   start)
