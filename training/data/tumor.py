@@ -54,6 +54,22 @@ def load_splits(data_dir: Path, limit: int | None = None) -> tuple[TumorSet, Tum
     return train, val
 
 
+EXTERNAL_SUBDIR = "tumor_external_val"
+
+
+def load_external(data_dir: Path) -> TumorSet | None:
+    """The out-of-source validation set (``<data_dir>/tumor_external_val/val.npz``: x, y, source_path; no subtypes,
+    so ``subtype`` is -1), or None when absent. For validation and model selection only: never train on it."""
+    path = Path(data_dir) / EXTERNAL_SUBDIR / "val.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as d:
+        x, y, source = d["x"], d["y"].astype(np.int64), d["source_path"].astype(str)
+    if x.ndim != 4 or x.shape[1:] != (SIZE, SIZE, 1) or x.dtype != np.uint8 or len(y) != len(x):
+        raise ValueError(f"{path}: expected x uint8 [N,{SIZE},{SIZE},1] and one y per image")
+    return TumorSet(x, y, np.full(len(y), -1, dtype=np.int64), source)
+
+
 def load_image(path: Path, size: int = SIZE) -> np.ndarray:
     """Pillow decode -> 8-bit grayscale -> centred black pad to square -> Lanczos resize. uint8 [size,size,1]."""
     from PIL import Image

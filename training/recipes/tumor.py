@@ -25,10 +25,12 @@ from tqdm import tqdm
 
 from training import metrics
 from training.data import tumor as data
+from training.data.mri_augment import ForegroundNorm, strong_augment
 from training.loop import epoch_generator, fit, hardware, load_checkpoint, seed_everything, setup_torch
 from training.nets.airbench import count_parameters
 from training.nets.tumor_cnn import TumorCNN
 from training.recipes.base import Recipe
+from training.seqtools import config_from_args
 
 
 @dataclass
@@ -44,12 +46,51 @@ class TumorConfig:
     rotate_deg: float = 10.0
     scale: float = 0.1
     shift: float = 0.06
+    # "global": (x/255 - train mean) / train std (the first served model); "fg_z" / "fg_scale": per-image
+    # standardisation over the foreground (training/data/mri_augment.py ForegroundNorm), also inside the graph
+    norm: str = "global"
+    # "light": mirror, small affine, gamma/contrast/brightness; "strong": mri_augment.strong_augment (skull strip,
+    # zoom out, contrast curves, bias field, blur, noise)
+    aug: str = "light"
+    scale_min: float = 0.65
+    scale_max: float = 1.15
+    skull_p: float = 0.5
+    remap_p: float = 0.5
+    bias_p: float = 0.5
+    blur_p: float = 0.3
+    noise_p: float = 0.3
+    gamma_max: float = 1.7
+    curve_p: float = 0.0  # probability of a random non-monotone intensity curve (mri_augment.random_curve)
+    # warm start: an exported tumor-cnn ONNX of the same widths (its net.* initialisers, e.g. the previously served
+    # model from git); empty = from scratch
+    init_onnx: str = ""
+    # images drawn (without replacement, fresh each epoch) per epoch; 0 = the whole training set. Short epochs let
+    # a contended CPU fine-tune in small, evaluated steps
+    epoch_images: int = 0
 
 
-def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
+def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
     """uint8 NHWC [N,64,64,1] -> normalised float NCHW, as the exported graph does."""
     x = torch.as_tensor(x_uint8).permute(0, 3, 1, 2).float() / 255.0
-    return (x - mean) / std
+    return normalise01(x, mean, std, norm)
+
+
+def normalise01(x01: torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
+    """float NCHW in [0,1] -> the network's input (global mean/std, or per-image foreground standardisation)."""
+    if norm == "global":
+        return (x01 - mean) / std
+    return ForegroundNorm(norm)(x01)
+
+
+def train_augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.Tensor:
+    if cfg.aug == "light":
+        return augment(x01, cfg, gen)
+    if cfg.aug == "strong":
+        return strong_augment(x01, gen, rotate_deg=cfg.rotate_deg, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
+                              shift=cfg.shift, skull_p=cfg.skull_p, remap_p=cfg.remap_p, bias_p=cfg.bias_p,
+                              blur_p=cfg.blur_p, noise_p=cfg.noise_p, gamma_max=cfg.gamma_max,
+                              curve_p=cfg.curve_p)
+    raise SystemExit(f"tumor: unknown aug {cfg.aug!r} (light, strong)")
 
 
 def augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.Tensor:
@@ -71,6 +112,22 @@ def augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.
     return (x01.clamp(0, 1) ** gamma * contrast + bright).clamp(0, 1)
 
 
+def load_onnx_weights(model: TumorCNN, path: str) -> int:
+    """Copy the ``net.*`` initialisers of an exported tumor-cnn graph (TumorExport) into ``model``; returns how many
+    tensors were loaded (all of the state dict but BN's num_batches_tracked, else it raises)."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name[4:]: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer if t.name.startswith("net.")}
+    state = model.state_dict()
+    wanted = [k for k in state if not k.endswith("num_batches_tracked")]
+    missing = [k for k in wanted if k not in inits or tuple(inits[k].shape) != tuple(state[k].shape)]
+    if missing:
+        raise SystemExit(f"--set init_onnx={path}: no matching tensors for {missing[:4]}... (same widths?)")
+    model.load_state_dict({k: torch.from_numpy(inits[k].copy()) if k in inits else v for k, v in state.items()})
+    return len(wanted)
+
+
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
     """Inverse-frequency weights, scaled so the average sample weight is 1."""
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
@@ -81,15 +138,16 @@ def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: TumorCNN, x: torch.Tensor, tta: bool = True, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
+    device = next(model.parameters()).device
     tl, sl = [], []
     for i in range(0, len(x), batch):
-        xb = x[i : i + batch]
+        xb = x[i : i + batch].to(device)
         t, s = model(xb)
         if tta:
             t2, s2 = model(xb.flip(-1))
             t, s = 0.5 * (t + t2), 0.5 * (s + s2)
-        tl.append(t)
-        sl.append(s)
+        tl.append(t.cpu())
+        sl.append(s.cpu())
     return torch.cat(tl).numpy(), torch.cat(sl).numpy()
 
 
@@ -99,12 +157,8 @@ class TumorRecipe(Recipe):
     default = TumorConfig()
 
     def config(self, args: argparse.Namespace) -> TumorConfig:
-        cfg = TumorConfig(**asdict(self.default))
-        if getattr(args, "epochs", None):
-            cfg.epochs = args.epochs
-        if getattr(args, "batch_size", None):
-            cfg.batch_size = args.batch_size
-        return cfg
+        """The default config with --epochs, --batch-size and any --set key=value (e.g. --set norm=fg_z)."""
+        return config_from_args(self.default, args)
 
     def build(self, cfg: TumorConfig) -> TumorCNN:
         return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout)
@@ -125,33 +179,40 @@ class TumorRecipe(Recipe):
         train_set, val_set = data.load_splits(self.data_dir(args), args.limit)
         mean = float(train_set.x.mean() / 255.0)
         std = float(train_set.x.std() / 255.0)
+        ext = data.load_external(self.data_dir(args))  # logged for model selection only, never trained on
+        x_ext = to_float(ext.x, mean, std, cfg.norm) if ext is not None else None
         x01 = torch.as_tensor(train_set.x).permute(0, 3, 1, 2).float() / 255.0
         y = torch.as_tensor(train_set.y).float()
         sub = torch.as_tensor(train_set.subtype)
-        x_val = to_float(val_set.x, mean, std)
+        x_val = to_float(val_set.x, mean, std, cfg.norm)
         n = len(y)
         bs = min(cfg.batch_size, n)
-        steps = math.ceil(n / bs)
-        w_bin = class_weights(train_set.y, 2)
-        w_sub = class_weights(train_set.subtype, 4)
+        per_epoch = min(cfg.epoch_images, n) if cfg.epoch_images > 0 else n
+        steps = math.ceil(per_epoch / bs)
+        w_bin = class_weights(train_set.y, 2).to(device)
+        w_sub = class_weights(train_set.subtype, 4).to(device)
 
-        model = self.build(cfg).to(device)
+        model = self.build(cfg)
+        if cfg.init_onnx:
+            print(f"warm start: {load_onnx_weights(model, cfg.init_onnx)} tensors from {cfg.init_onnx}")
+        model = model.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.2)
         print(f"tumor: train {n} ({int((train_set.y == 0).sum())} no tumour), val {len(val_set.y)}, "
-              f"params {count_parameters(model):,}, class weights {w_bin.tolist()} / {w_sub.tolist()}, {hardware()}")
+              f"params {count_parameters(model):,}, class weights {w_bin.tolist()} / {w_sub.tolist()}, {hardware()}"
+              + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""))
 
         def train_epoch(epoch: int) -> dict[str, float]:
             model.train()
             gen = epoch_generator(args.seed, epoch)
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen)[:per_epoch]
             tot = seen = 0.0
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5,
                        disable=args.quiet)
             for i in bar:
                 idx = perm[i * bs : (i + 1) * bs]
-                xb = (augment(x01[idx], cfg, gen) - mean) / std
-                yb, sb = y[idx], sub[idx]
+                xb = normalise01(train_augment(x01[idx], cfg, gen), mean, std, cfg.norm)
+                yb, sb = y[idx].to(device), sub[idx].to(device)
                 t_logit, s_logit = model(xb.to(device))
                 loss_bin = (F.binary_cross_entropy_with_logits(t_logit, yb, reduction="none") * w_bin[yb.long()]).mean()
                 loss_sub = F.cross_entropy(s_logit, sb, weight=w_sub)
@@ -173,8 +234,16 @@ class TumorRecipe(Recipe):
             sens = float(pred[yv].mean()) if yv.any() else float("nan")
             spec = float((~pred[~yv]).mean()) if (~yv).any() else float("nan")
             val_loss = float(F.binary_cross_entropy_with_logits(torch.tensor(t), torch.tensor(val_set.y).float()))
-            return {"val_loss": val_loss, "val_auroc": metrics.auroc(val_set.y, t), "val_sens@0.5": sens,
-                    "val_spec@0.5": spec, "val_subtype_acc": float((s.argmax(1) == val_set.subtype).mean())}
+            row = {"val_loss": val_loss, "val_auroc": metrics.auroc(val_set.y, t), "val_sens@0.5": sens,
+                   "val_spec@0.5": spec, "val_subtype_acc": float((s.argmax(1) == val_set.subtype).mean())}
+            if x_ext is not None and ((epoch + 1) % 2 == 0 or epoch + 1 == cfg.epochs):  # every 2nd epoch (CPU)
+                te, _ = predict(model, x_ext, tta=False)
+                ye = ext.y.astype(bool)
+                thr = metrics.threshold_for_sensitivity(val_set.y, t, 0.97)
+                row.update({"ext_auroc": metrics.auroc(ext.y, te), "ext_sens@0.5": float((te[ye] >= 0).mean()),
+                            "ext_spec@0.5": float((te[~ye] < 0).mean()), "ext_sens@val97": float((te[ye] >= thr).mean()),
+                            "ext_spec@val97": float((te[~ye] < thr).mean())})
+            return row
 
         def get_state() -> dict[str, Any]:
             return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
@@ -185,7 +254,8 @@ class TumorRecipe(Recipe):
             sched.load_state_dict(st["sched"])
 
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed,
-                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
+                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]),
+                "hardware": hardware() + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
                 "n_train": n, "params": count_parameters(model), "limit": args.limit, "mean": mean, "std": std}
         t0 = time.time()
         history = fit(epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume, get_state=get_state,
@@ -196,7 +266,8 @@ class TumorRecipe(Recipe):
     def load_trained(self, args: argparse.Namespace) -> tuple[TumorCNN, dict[str, Any]]:
         path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt"
         ckpt = load_checkpoint(path)
-        cfg = TumorConfig(**{**asdict(self.default), **ckpt["meta"]["config"]})
+        # checkpoints from before the norm/aug fields were trained with the global mean/std and light augmentation
+        cfg = TumorConfig(**{**asdict(self.default), "norm": "global", "aug": "light", **ckpt["meta"]["config"]})
         model = self.build(cfg)
         model.load_state_dict(ckpt["recipe"]["model"])
         return model.eval(), ckpt
@@ -206,7 +277,7 @@ class TumorRecipe(Recipe):
         model, ckpt = self.load_trained(args)
         meta = ckpt["meta"]
         _, val_set = data.load_splits(self.data_dir(args), meta.get("limit"))
-        t, s = predict(model, to_float(val_set.x, meta["mean"], meta["std"]))
+        t, s = predict(model, to_float(val_set.x, meta["mean"], meta["std"], meta["config"].get("norm", "global")))
         result = {"auroc": metrics.auroc(val_set.y, t),
                   "auroc_ci95": metrics.bootstrap_ci(metrics.auroc, val_set.y, t, n_boot=500, stratify=val_set.y),
                   "subtype_accuracy": metrics.accuracy_with_ci(s.argmax(1), val_set.subtype)}
