@@ -87,3 +87,18 @@ def test_training_needs_no_tqdm_onnx_or_matplotlib(tiny_data, tmp_path):
                           "--checkpoint-dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=110)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "cifar10-small" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_tta_stays_on_the_inputs_device(level):
+    """Every CUDA run's final TTA evaluation once died on a CPU constant in tta_logits ("Expected all tensors to be
+    on the same device"). The meta device stands in for CUDA here: any tensor made on the CPU on that path fails."""
+    from training.nets.airbench import AirbenchNet
+    from training.recipes.cifar10 import predict_logits, tta_logits
+
+    net = AirbenchNet((8, 16, 16)).to("meta").eval()
+    x = torch.empty(5, 3, 32, 32, device="meta")
+    out = tta_logits(net, x, level)
+    assert out.device.type == "meta" and tuple(out.shape) == (5, 10)
+    assert predict_logits(net, x, tta=level, batch_size=4).device.type == "meta"
+    assert predict_logits(net, x[:0], tta=level).device.type == "meta"

@@ -152,7 +152,8 @@ def tta_logits(model: nn.Module, x: torch.Tensor, level: int) -> torch.Tensor:
         weights = [0.25, 0.25, 0.125, 0.125, 0.125, 0.125]
     logits = model(torch.cat(views))
     logits = logits.reshape(len(views), -1, logits.shape[-1])
-    return (logits * torch.tensor(weights, dtype=logits.dtype).view(-1, 1, 1)).sum(0)
+    # the weights follow the logits' device (a CPU constant here broke every CUDA run's final TTA evaluation)
+    return (logits * torch.tensor(weights, dtype=logits.dtype, device=logits.device).view(-1, 1, 1)).sum(0)
 
 
 @torch.no_grad()
@@ -161,12 +162,12 @@ def predict_logits(model: nn.Module, x: torch.Tensor, tta: int = 1, batch_size: 
     views = {0: 1, 1: 2}.get(tta, 6)
     step = max(1, batch_size // views)
     outs = [tta_logits(model, x[start : start + step], tta) for start in range(0, len(x), step)]
-    return torch.cat(outs) if outs else torch.zeros(0, 10)
+    return torch.cat(outs) if outs else torch.zeros(0, 10, device=x.device)
 
 
 def predictions_by_tta(model: nn.Module, x: torch.Tensor, levels=(0, 1, 2)) -> dict[int, np.ndarray]:
     """Predicted classes at each test-time-augmentation level (evaluate, and the export's ensemble table)."""
-    return {level: predict_logits(model, x, tta=level).argmax(1).numpy() for level in levels}
+    return {level: predict_logits(model, x, tta=level).argmax(1).cpu().numpy() for level in levels}
 
 
 class Cifar10Recipe(Recipe):
