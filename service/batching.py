@@ -14,8 +14,10 @@ training run, 1.75x slower than one thread. NEUROSERVE_SOLO_SESSION=false for su
 Batch buckets (NEUROSERVE_BATCH_BUCKETS, on CUDA by default): each run is padded along dim 0 to the smallest
 bucket that holds it, by copies of its last row (a real row: no graph can turn it into NaN or inf), and the
 padding is dropped from every output before the rows go back. The CUDA provider re-plans its convolutions for
-every new shape (on an H200: 461 images/s for random batch sizes, 29,900 padded to warmed buckets;
-docs/deployment.md), and each bucket is warmed before the model is ready, so a run never meets a new shape.
+every new shape, and its convolution state is per session: one session switching between warmed shapes still
+re-plans on each switch. So on CUDA each bucket has its own session (``bucket_runners``), warmed at its shape
+before the model is ready (on an H200, cifar10-resnet, random batch sizes 1-64 padded to buckets: 1,680
+images/s on one session, 21,317 with one session per bucket; docs/benchmarks.md, "On a GPU").
 """
 
 from __future__ import annotations
@@ -105,11 +107,18 @@ def _batch_rows(feeds: dict[str, np.ndarray]) -> int:
 class BucketRunner:
     """Runs a merged batch at bucket sizes only: padded up to the smallest bucket that holds it, the padding dropped
     from every output whose dim 0 is the run's (others are left alone, like the batcher's split); a batch larger
-    than the largest bucket (a request bigger than the manifest's largest bucket) runs in chunks of it."""
+    than the largest bucket (a request bigger than the manifest's largest bucket) runs in chunks of it.
 
-    def __init__(self, runner: Runner, buckets: list[int]):
+    per_bucket: a runner for each bucket size (on CUDA, one session per bucket, each planned for its shape alone);
+    a bucket it lacks runs on `runner`."""
+
+    def __init__(self, runner: Runner, buckets: list[int], per_bucket: dict[int, Runner] | None = None):
         self.runner = runner
         self.buckets = list(buckets)
+        self.per_bucket = dict(per_bucket or {})
+
+    def runner_for(self, size: int) -> Runner:
+        return self.per_bucket.get(size, self.runner)
 
     def bucket(self, rows: int) -> int:
         return self.buckets[bisect.bisect_left(self.buckets, rows)]
@@ -130,9 +139,10 @@ class BucketRunner:
 
     def _run(self, feeds: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
         size = self.bucket(rows) if rows else rows
+        runner = self.runner_for(size)
         if size == rows:
-            return self.runner(feeds)
-        outputs = self.runner({name: _pad_rows(array, size) for name, array in feeds.items()})
+            return runner(feeds)
+        outputs = runner({name: _pad_rows(array, size) for name, array in feeds.items()})
         return {name: value[:rows] if value.ndim > 0 and value.shape[0] == size else value
                 for name, value in outputs.items()}
 
@@ -164,12 +174,13 @@ class RunTracker:
 class Batcher:
     def __init__(self, name: str, runner: Runner, policy: Batching, *, max_queue_size: int | None = None,
                  instances: int | None = None, solo_runner: Runner | None = None, tracker: RunTracker | None = None,
-                 buckets: list[int] | None = None):
+                 buckets: list[int] | None = None, bucket_runners: dict[int, Runner] | None = None):
         self.name = name
-        # buckets: the batch sizes runs are padded to (None: runs take the size of their batch)
+        # buckets: the batch sizes runs are padded to (None: runs take the size of their batch); bucket_runners: a
+        # runner per bucket size (CUDA: a session per bucket), else every bucket runs on `runner`
         self.buckets = list(buckets) if buckets and policy.max_batch_size > 0 else None
         if self.buckets:
-            runner = BucketRunner(runner, self.buckets)
+            runner = BucketRunner(runner, self.buckets, bucket_runners)
             solo_runner = BucketRunner(solo_runner, self.buckets) if solo_runner else None
         self._runner = runner
         self._solo_runner = solo_runner  # all cores' threads, for a batch with nothing else in flight

@@ -59,7 +59,9 @@ class Settings(BaseSettings):
         default="auto", description="Pad each batched run along dim 0 up to the smallest of the model's batch buckets "
         "(manifest batching.buckets; by default 1, 2, 4, ... up to max_batch_size) and warm every bucket before the "
         "model is ready, so a session only meets shapes it has planned: auto on CUDA only (its convolutions are "
-        "re-planned for every new shape), on also on the CPU (where padding only adds work), off nowhere."
+        "re-planned for every new shape; there each bucket gets its own session, warmed at its shape, each with its "
+        "own copy of the weights on the GPU), on also on the CPU (one shared session; padding only adds work "
+        "there), off nowhere."
     )
     cuda_device_id: int = Field(default=0, ge=0, description="GPU the CUDA provider runs on.")
     cuda_conv_algo_search: Literal["HEURISTIC", "DEFAULT", "EXHAUSTIVE"] = Field(
@@ -70,8 +72,9 @@ class Settings(BaseSettings):
     )
     cuda_mem_limit_mb: int = Field(default=0, ge=0, description="Largest GPU memory arena of one CUDA session, in MiB; 0: no limit.")
     cuda_arena_extend_strategy: Literal["kSameAsRequested", "kNextPowerOfTwo"] = Field(
-        default="kSameAsRequested", description="How the CUDA memory arena grows: by what is asked (a server's sizes "
-        "repeat once its buckets are warm), or by doubling (onnxruntime's default; can reserve twice what it needs)."
+        default="kNextPowerOfTwo", description="How the CUDA memory arena grows: by doubling (onnxruntime's default; "
+        "measured on an H200 with buckets: 21,317 images/s against 18,368 growing by what is asked), or by what is "
+        "asked (kSameAsRequested: a smaller footprint where GPU memory is tight)."
     )
     cuda_tf32: bool = Field(
         default=True, description="Let convolutions and matrix products use TF32 on Ampere and later GPUs (onnxruntime's "

@@ -145,13 +145,15 @@ def test_no_buckets_means_todays_behaviour():
 
 class FakeSession:
     """A real CPU InferenceSession that records what it was asked for and reports `reported` as its providers,
-    and the batch size of every run."""
+    and the batch size of every run (`runs`; `runs_by` the same per session, by its index in `created`)."""
 
     created: list[dict] = []
     reported: list[str] | None = None  # None: the real session's list
     runs: list[int] = []
+    runs_by: list[tuple[int, int]] = []
 
     def __init__(self, path, sess_options=None, providers=None):
+        self.index = len(FakeSession.created)
         FakeSession.created.append({"path": path, "providers": providers})
         self._real = REAL_SESSION(path, sess_options=sess_options, providers=[CPU])
 
@@ -160,6 +162,7 @@ class FakeSession:
 
     def run(self, names, feeds):
         FakeSession.runs.append(next(iter(feeds.values())).shape[0])
+        FakeSession.runs_by.append((self.index, next(iter(feeds.values())).shape[0]))
         return self._real.run(names, feeds)
 
     def __getattr__(self, name):
@@ -174,7 +177,7 @@ def cuda_box(monkeypatch):
     """onnxruntime offers CUDA; sessions are FakeSessions (set FakeSession.reported to what they 'get')."""
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
     monkeypatch.setattr(ort, "InferenceSession", FakeSession)
-    FakeSession.created, FakeSession.runs, FakeSession.reported = [], [], None
+    FakeSession.created, FakeSession.runs, FakeSession.runs_by, FakeSession.reported = [], [], [], None
     yield FakeSession
 
 
@@ -261,7 +264,7 @@ def test_cuda_provider_options_come_from_the_settings(cuda_box, make_client, gpu
 
 def test_default_cuda_options():
     assert runtime.cuda_options(Settings()) == {"device_id": "0", "cudnn_conv_algo_search": "HEURISTIC",
-                                                "arena_extend_strategy": "kSameAsRequested", "use_tf32": "1",
+                                                "arena_extend_strategy": "kNextPowerOfTwo", "use_tf32": "1",
                                                 "do_copy_in_default_stream": "1"}
 
 
@@ -273,26 +276,70 @@ def test_providers_cpu_asks_for_the_cpu_alone(cuda_box, make_client, gpu_repo):
 
 # ----- a model on CUDA: buckets, warm-up per bucket, one instance, no solo session -----
 
-def test_on_cuda_every_bucket_is_warmed_and_runs_use_bucket_sizes_only(cuda_box, make_client, gpu_repo):
+def test_on_cuda_each_bucket_has_its_own_session_warmed_at_its_shape(cuda_box, make_client, gpu_repo):
     cuda_box.reported = [CUDA, CPU]
     client = make_client(models_dir=gpu_repo, warmup_runs=2, load_models=["add-sub"])
     version = client.app.state.repository.get("add-sub")
     batcher = version.batcher
     assert batcher.buckets == [1, 2, 4, 8, 16]
-    assert batcher.instances == 1 and batcher._solo_runner is None
-    assert len(cuda_box.created) == 1, "no solo session on CUDA"
-    assert sorted(cuda_box.runs) == sorted([1, 2, 4, 8, 16] * 2), "each bucket warmed warmup_runs times"
-    assert version.provider == CUDA and version.provider_fallback is False
-    cuda_box.runs.clear()
-    for rows in (3, 5, 16, 1):
-        _add(client, rows)
-    assert cuda_box.runs == [4, 8, 16, 1]
+    assert batcher.instances == 1 and batcher._solo_runner is None  # no solo session on CUDA
+    assert len(cuda_box.created) == 5, "one session per bucket, no more"
+    assert all(made["providers"] == cuda_box.created[0]["providers"] for made in cuda_box.created), "same options"
+    assert sorted(version.bucket_sessions) == [1, 2, 4, 8, 16]
+    assert version.bucket_sessions[1] is version.session, "the smallest bucket runs on the version's session"
+    assert len({id(s) for s in version.bucket_sessions.values()}) == 5
+    assert len(version.graphs) == 5 and version.provider == CUDA and version.provider_fallback is False
+    # warm-up: each session warmup_runs times at its own bucket's shape, nothing else
+    shape_of = {s.session.index: size for size, s in version.bucket_sessions.items()}
+    assert sorted(cuda_box.runs_by) == sorted((index, size) for index, size in shape_of.items() for _ in range(2))
+    cuda_box.runs_by.clear()
+    for rows in (3, 5, 16, 1, 2):
+        _add(client, rows)  # checks the answer: padding dropped, rows in order
+    assert cuda_box.runs_by == [(version.bucket_sessions[size].session.index, size) for size in (4, 8, 16, 1, 2)]
+
+
+def test_a_merged_batch_runs_on_its_buckets_session_with_padding_dropped_and_rows_in_order():
+    per_bucket = {size: Recorder() for size in (1, 2, 4, 8)}
+    shared = Recorder()
+
+    async def body(batcher):
+        requests = [np.full((rows, 2), i + 1, np.float32) for i, rows in enumerate((1, 2, 1, 1))]  # 5 rows: bucket 8
+        answers = await asyncio.gather(*(batcher.infer({"x": r}, r.shape[0]) for r in requests))
+        for r, (out, stats) in zip(requests, answers):
+            np.testing.assert_array_equal(out["y"], r * 2)
+            assert stats.batch_size == 5
+
+    async def main():
+        batcher = Batcher("m", shared, Batching(max_batch_size=8, max_queue_delay_ms=50), instances=1,
+                          buckets=[1, 2, 4, 8], bucket_runners=per_bucket)
+        batcher.start()
+        try:
+            await body(batcher)
+        finally:
+            await batcher.close()
+
+    asyncio.run(main())
+    assert shared.rows == [] and [per_bucket[size].rows for size in (1, 2, 4)] == [[], [], []]
+    assert per_bucket[8].rows == [8]
+    fed = per_bucket[8].feeds[0]
+    np.testing.assert_array_equal(fed[:5, 0], [1, 2, 2, 3, 4])  # the requests' rows in arrival order
+    assert (fed[5:] == fed[4]).all()  # then copies of the last row
+
+
+def test_bucket_runner_chunks_run_on_the_largest_buckets_runner():
+    per_bucket = {size: Recorder() for size in (1, 2, 4)}
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    out = BucketRunner(Recorder(), [1, 2, 4], per_bucket)({"x": x})
+    assert per_bucket[4].rows == [4, 4] and per_bucket[2].rows == [2] and per_bucket[1].rows == []
+    np.testing.assert_array_equal(out["y"], x * 2)
 
 
 def test_batch_buckets_off_turns_them_off_on_cuda(cuda_box, make_client, gpu_repo):
     cuda_box.reported = [CUDA, CPU]
     client = make_client(models_dir=gpu_repo, batch_buckets="off", load_models=["add-sub"])
-    assert client.app.state.repository.get("add-sub").batcher.buckets is None
+    version = client.app.state.repository.get("add-sub")
+    assert version.batcher.buckets is None and version.bucket_sessions == {}
+    assert len(cuda_box.created) == 1, "one session without buckets"
     assert set(cuda_box.runs) == {1}
 
 
@@ -301,11 +348,15 @@ def test_cpu_keeps_todays_behaviour_unless_buckets_are_on(make_client, gpu_repo,
     real_run = OnnxRuntimeSession.run
     monkeypatch.setattr(OnnxRuntimeSession, "run", lambda self, feeds: runs.append(len(next(iter(feeds.values())))) or real_run(self, feeds))
     client = make_client(models_dir=gpu_repo, warmup_runs=1, load_models=["add-sub"], solo_session=False)
-    assert client.app.state.repository.get("add-sub").batcher.buckets is None
+    version = client.app.state.repository.get("add-sub")
+    assert version.batcher.buckets is None and version.bucket_sessions == {} and len(version.graphs) == 1
     assert set(runs) == {1}
     runs.clear()
     client = make_client(models_dir=gpu_repo, warmup_runs=1, load_models=["add-sub"], solo_session=False,
                          batch_buckets="on")
+    version = client.app.state.repository.get("add-sub")
+    # buckets on the CPU: one shared session warmed at every bucket (the CPU provider plans nothing per shape)
+    assert version.bucket_sessions == {} and len(version.graphs) == 1
     assert sorted(runs) == [1, 2, 4, 8, 16]
     runs.clear()
     _add(client, 3)
@@ -318,7 +369,9 @@ def test_manifest_buckets_are_used_and_bad_ones_fail_the_load(cuda_box, make_cli
     write_model(root, "add-sub", add_sub(), batching={"max_batch_size": 16, "buckets": [4, 16]})
     write_model(root, "bad", add_sub(), batching={"max_batch_size": 4, "buckets": [2, 8]})
     client = make_client(models_dir=root)
-    assert client.app.state.repository.get("add-sub").batcher.buckets == [4, 16]
+    version = client.app.state.repository.get("add-sub")
+    assert version.batcher.buckets == [4, 16]
+    assert sorted(version.bucket_sessions) == [4, 16], "sessions only for the buckets the manifest lists"
     models = _models(client)
     assert models["bad"]["state"] == "UNAVAILABLE" and "larger than max_batch_size" in models["bad"]["reason"]
     _add(client, 1)
