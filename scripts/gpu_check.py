@@ -8,9 +8,10 @@
 2. One real server per provider (``NEUROSERVE_PROVIDERS=cpu`` / ``=cuda``), on its own loopback port,
    started side by side; ``/v1/models`` shows the provider each model got.
 3. Parity, per model and per endpoint, against the first provider's server: the task endpoint
-   (classification: labels identical and probabilities within 1e-3, INT8 models 1e-2; tumor, sentiment,
-   forecasts within tolerance; beam and greedy translations identical; seeded and greedy chat identical)
-   and the Open Inference Protocol (every output tensor within tolerance).
+   (classification: labels identical and probabilities within 1e-3, INT8 models 1e-2; tumor, sentiment
+   within tolerance; forecasts within 1e-3 of the forecast's largest magnitude; beam and greedy translations
+   identical; seeded and greedy chat identical) and the Open Inference Protocol (every output tensor within
+   tolerance; intermediate features 1e-2, of INT8 graphs 5e-2 of the tensor's largest magnitude).
 4. Load, time-boxed (``--seconds`` each), per provider: binary OIP, one image per request (cifar10-resnet
    when present); ``/v1/images/classify``; ``/v1/text/sentiment``; ``/v1/text/translate`` (decoded tokens/s
    from the server's own counter); binary OIP requests of 64 images (images/s). ``hey`` when it is on PATH,
@@ -252,20 +253,36 @@ def oip_inputs(metadata: dict, batch: int = 4, seed: int = 1) -> list[dict] | No
 
 # ----- parity -----
 
-def close(a, b, tol: float) -> tuple[bool, float]:
+FORECAST_TASKS = ("traffic-forecast", "price-forecast")
+# Intermediate features (the OOD profile's ood_features: penultimate activations) of an INT8 graph, relative to the
+# tensor's largest magnitude. Dynamic quantization scales each activation tensor by its own range, so where CUDA's
+# arithmetic moves a value across a rounding boundary the feature moves by a whole quantization step (range / 255)
+# and the next layers carry it on: on the H200, cifar10-int8's features (magnitudes up to ~11) differed by up to
+# 0.144, about 3 steps (1.3% of the range), while its probabilities stayed within 2e-3 and its labels identical.
+# 5% is lenient on purpose: these features only feed the OOD score, a distance over hundreds of them.
+INT8_FEATURE_TOLERANCE = 5e-2
+
+
+def close(a, b, tol: float, per_tensor: bool = False) -> tuple[bool, float]:
+    """Within tol: |a - b| / max(1, |a|) element by element (relative beyond 1), or with per_tensor relative to the
+    tensor's largest magnitude (forecasts: see compare_task)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         return False, float("inf")
     if not a.size:
         return True, 0.0
     diff = np.abs(a - b)
-    scaled = diff / np.maximum(1.0, np.abs(a))  # forecasts are in the data's units: relative beyond 1
-    return bool((scaled <= tol).all()), float(diff.max())
+    scale = max(1.0, float(np.abs(a).max())) if per_tensor else np.maximum(1.0, np.abs(a))
+    return bool((diff / scale <= tol).all()), float(diff.max())
+
+
+def quantized(model: dict) -> bool:
+    text = f"{model['id']} {model.get('description', '')}".lower()
+    return bool(re.search(r"(^|[^u])int8", text) or "quantized" in text)
 
 
 def tolerance(model: dict, base: float = 1e-3) -> float:
-    text = f"{model['id']} {model.get('description', '')}".lower()
-    return 1e-2 if (re.search(r"(^|[^u])int8", text) or "quantized" in text) else base
+    return 1e-2 if quantized(model) else base
 
 
 def compare_task(task: str, ref: dict, got: dict, tol: float) -> tuple[bool, float, str]:
@@ -302,10 +319,13 @@ def compare_task(task: str, ref: dict, got: dict, tol: float) -> tuple[bool, flo
         ok, diff = close([r["score"] for r in ref["results"]], [g["score"] for g in got["results"]], tol)
         labels = [r["label"] for r in ref["results"]] == [g["label"] for g in got["results"]]
         return ok and labels, diff, "" if labels else "labels differ"
-    if task in ("traffic-forecast", "price-forecast"):
+    if task in FORECAST_TASKS:
+        # A forecast is a de-normalised regression output: the network's error, in normalised units, is multiplied by
+        # the series' scale, so it is about the same size at every step and quantile. Relative to the forecast's
+        # largest magnitude, then, not element by element (a low quantile near zero would fail on 1e-4 of the scale).
         ok, worst = True, 0.0
         for key in ("forecast", "lower", "upper"):
-            same, diff = close(ref[key], got[key], tol)
+            same, diff = close(ref[key], got[key], tol, per_tensor=True)
             ok, worst = ok and same, max(worst, diff)
         return ok, worst, ""
     if task == "translation":
@@ -349,7 +369,10 @@ def task_requests(model: dict) -> list[tuple[str, str, dict]]:
     return []
 
 
-def compare_oip(ref: dict, got: dict, tol: float) -> tuple[bool, float, str]:
+def compare_oip(ref: dict, got: dict, tol: float, per_tensor: bool = False,
+                int8: bool = False) -> tuple[bool, float, str]:
+    """per_tensor: outputs compared relative to each tensor's largest magnitude (forecasts); int8: an INT8 graph,
+    whose intermediate features get INT8_FEATURE_TOLERANCE relative to their tensor's scale."""
     ok, worst, notes = True, 0.0, []
     theirs = {o["name"]: o for o in got["outputs"]}
     for out in ref["outputs"]:
@@ -363,7 +386,10 @@ def compare_oip(ref: dict, got: dict, tol: float) -> tuple[bool, float, str]:
         # intermediate features (the OOD profile's ood_features: penultimate activations, not probabilities)
         # drift further than scores under TF32: 1e-2 (relative beyond 1) for them
         loose = any(word in out["name"].lower() for word in ("feature", "ood", "embedding"))
-        same, diff = close(out["data"], other["data"], max(tol, 1e-2) if loose else tol)
+        if loose and int8:
+            same, diff = close(out["data"], other["data"], INT8_FEATURE_TOLERANCE, per_tensor=True)
+        else:
+            same, diff = close(out["data"], other["data"], max(tol, 1e-2) if loose else tol, per_tensor)
         if loose:
             notes.append(f"{out['name']} max diff {diff:.2e}")
         else:
@@ -399,8 +425,9 @@ def parity(servers: list[ServerProcess], deadline: Deadline, timeout_s: float) -
             else:
                 inputs = oip_inputs(meta)
             if inputs:
+                forecast, int8 = model["task"] in FORECAST_TASKS, quantized(model)
                 checks.append(("OIP infer", f"/v2/models/{model['id']}/infer", {"inputs": inputs},
-                               lambda r, g: compare_oip(r, g, tol)))
+                               lambda r, g: compare_oip(r, g, tol, per_tensor=forecast, int8=int8)))
             for label, path, body, compare in checks:
                 row = {"model": model["id"], "task": model["task"], "endpoint": label, "tolerance": tol}
                 try:

@@ -46,6 +46,27 @@ def test_comparisons_flag_real_differences_and_allow_ties():
                                      {"outputs": [{"name": "p", "datatype": "FP32", "data": [0.51]}]}, 1e-3)[0]
 
 
+def test_forecasts_compare_relative_to_their_scale_and_int8_features_leniently():
+    # traffic-lstm on the H200: OIP quantiles up to ~11,700 vehicles/hour differed by 1.45 (1.2e-4 of the scale);
+    # a low quantile of 12.6 carrying the same absolute error is no disagreement
+    ref = {"outputs": [{"name": "quantiles", "datatype": "FP32", "data": [12.6, 1869.0, 11660.0]}]}
+    got = {"outputs": [{"name": "quantiles", "datatype": "FP32", "data": [14.05, 1869.5, 11661.0]}]}
+    assert not gpu_check.compare_oip(ref, got, 1e-3)[0]  # element by element it would fail
+    assert gpu_check.compare_oip(ref, got, 1e-3, per_tensor=True)[0]
+    off = {"outputs": [{"name": "quantiles", "datatype": "FP32", "data": [12.6, 1869.0, 11700.0]}]}  # 3.4e-3 of it
+    assert not gpu_check.compare_oip(ref, off, 1e-3, per_tensor=True)[0]
+    assert gpu_check.compare_task("traffic-forecast", {"forecast": [12.6, 11660.0], "lower": [0.0], "upper": [1.0]},
+                                  {"forecast": [14.0, 11660.0], "lower": [0.0], "upper": [1.0]}, 1e-3)[0]
+    # cifar10-int8's ood_features (magnitudes up to ~11) moved by 0.144, about 3 quantization steps
+    features = {"outputs": [{"name": "ood_features", "datatype": "FP32", "data": [0.05, 11.06]}]}
+    moved = {"outputs": [{"name": "ood_features", "datatype": "FP32", "data": [0.194, 11.06]}]}
+    assert not gpu_check.compare_oip(features, moved, 1e-2)[0]
+    assert gpu_check.compare_oip(features, moved, 1e-2, int8=True)[0]
+    far = {"outputs": [{"name": "ood_features", "datatype": "FP32", "data": [1.2, 11.06]}]}  # 10% of the scale
+    assert not gpu_check.compare_oip(features, far, 1e-2, int8=True)[0]
+    assert gpu_check.quantized({"id": "cifar10-int8"}) and not gpu_check.quantized({"id": "identity-uint8"})
+
+
 def test_the_report_survives_failed_steps_and_reports_skips(tmp_path):
     report = gpu_check.Report(tmp_path)
     assert report.step("boom", lambda: 1 / 0) is None
