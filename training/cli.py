@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--fp16-weights", action="store_true",
                        help="export (cifar10): store the large weights as fp16 (rounded first; computed in fp32): "
                             "half the file")
+        p.add_argument("--keep-int8", action="store_true",
+                       help="export (cifar10): leave the committed cifar10-int8 as it is (no re-quantisation; the "
+                            "card lists it with its own card's accuracy), e.g. when a larger net's INT8 copy would "
+                            "not fit models/'s size budget")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
         p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
                                                         "(generation recipes)")

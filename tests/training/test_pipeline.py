@@ -140,3 +140,23 @@ def test_parity_check_catches_a_wrong_graph(tmp_path):
             p.add_(0.5)
     with pytest.raises(ParityError):
         parity_check(other, path, random_images((32, 32, 3)))
+
+
+@pytest.mark.timeout(240)
+def test_cifar_export_keep_int8_leaves_the_committed_int8_alone(tiny_data, tmp_path):
+    """--keep-int8: cifar10-resnet is rewritten, cifar10-int8 (file, manifest, card) is not; the card lists it as kept."""
+    from training.exporters.cifar10 import KEPT_INT8
+
+    args = ["--epochs", "1", "--batch-size", "64", "--data-dir", str(tiny_data), "--quiet",
+            "--checkpoint-dir", str(tmp_path / "ckpt")]
+    assert main(["train", "cifar10", "--set", "widths=8,16,16", *args]) == 0
+    models = tmp_path / "models"
+    assert main(["export", "cifar10", "--out", str(models), "--fp16-weights", *args[4:]]) == 0
+    int8 = models / "cifar10-int8"
+    before = {f: (int8 / f).read_bytes() for f in ("1/model.onnx", "manifest.json", "card.json", "README.md")}
+    assert main(["export", "cifar10", "--out", str(models), "--fp16-weights", "--tta", "0", "--keep-int8", *args[4:]]) == 0
+    assert {f: (int8 / f).read_bytes() for f in before} == before
+    card = json.loads((models / "cifar10-resnet" / "card.json").read_text())
+    assert card["variants"][KEPT_INT8]["file"] == "cifar10-int8/1/model.onnx"
+    assert card["variants"][KEPT_INT8]["accuracy"] == json.loads(before["card.json"])["metrics"]["accuracy"]
+    assert read_manifest(models / "cifar10-resnet").parameters["tta"] == "none"
