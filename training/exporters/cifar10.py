@@ -82,6 +82,7 @@ BATCHING = {"max_batch_size": 64, "max_queue_delay_ms": 0}
 # The highest-priority ready model is the default of /v1/images/classify: the most accurate first.
 PRIORITY = {"cifar10-resnet": 10, "cifar10-int8": 5, "cifar10-small": 0}
 # --keep-int8: the committed cifar10-int8 is left alone (still the previous model's quantisation); the card lists it
+FP16_STORAGE_ATOL = 1e-3  # fp16-stored vs fp32-stored graph, same (fp16-rounded) weights: ORT's fusions differ
 KEPT_INT8 = "cifar10-int8 (unchanged: quantised from the previous cifar10-resnet)"
 IO = {
     "inputs": [{"name": "images", "datatype": "UINT8", "shape": [-1, 32, 32, 3]}],
@@ -204,11 +205,16 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     if fp16_weights:  # after the INT8 variant was quantised from the fp32-stored graph
         rewritten = store_weights_fp16(onnx_path)
         # the weights are exactly representable in fp16; what remains is ORT fusing the graph differently
-        same = float(np.abs(ort_predict(onnx_path, val_split.x[:500]) - probs[:500]).max())
-        if same > PARITY_ATOL:
-            raise SystemExit(f"{onnx_path}: fp16 weight storage changed the outputs by {same}")
+        # (wider nets drift a little more than PARITY_ATOL): every validation image is re-scored through the file
+        # as served, and no predicted label may change, so every figure on the card is the served file's
+        served = ort_predict(onnx_path, val_split.x)
+        same = float(np.abs(served - probs).max())
+        changed = int((served.argmax(1) != pred).sum())
+        if same > FP16_STORAGE_ATOL or changed:
+            raise SystemExit(f"{onnx_path}: fp16 weight storage changed the outputs by {same} ({changed} labels)")
         print(f"{onnx_path}: {rewritten} weight tensors stored as fp16 ({file_size(onnx_path) / 1e6:.2f} MB); "
-              f"outputs unchanged (max |diff| {same:.1e})")
+              f"outputs unchanged (max |diff| {same:.1e}, labels changed {changed} of {len(pred)})")
+        parity = {**parity, "fp16_storage_max_abs_diff": same, "fp16_storage_labels_changed": changed}
     bench_images = val_split.x[:64]
     for v in variants.values():
         v["latency"] = benchmark(v["path"], bench_images)
@@ -250,6 +256,8 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "per_class_accuracy": {k: v["value"] for k, v in per_class.items()},
         "baseline_nearest_centroid_accuracy": baseline,
         "parity_max_abs_diff": parity["max_abs_diff"],
+        **({"fp16_storage_max_abs_diff": parity["fp16_storage_max_abs_diff"],
+            "fp16_storage_labels_changed": parity["fp16_storage_labels_changed"]} if fp16_weights else {}),
         "latency_ms": {k: v["latency"] for k, v in variants.items()},
         "validation": "seeded stratified 5,000 of the 50k train images (split seed 0), never trained on",
     }
@@ -416,7 +424,7 @@ def render_readme(name: str, description: str, card: dict[str, Any], per_class: 
 - Inside the graph: uint8 -> float, /255, per-channel (x - mean) / std, NHWC -> NCHW,
   {tta_desc}, softmax.
 - torch vs onnxruntime parity checked at export: max |diff| {parity['max_abs_diff']:.2e} over batch sizes
-  {parity['batches']} (limit {parity['atol']}).
+  {parity['batches']} (limit {parity['atol']}).{fp16_parity_line(parity)}
 
 ## Data and split
 - CIFAR-10 training images from `shared/data/cifar10/train.npz` (50,000 images, decoded from JPEG copies at
@@ -473,6 +481,13 @@ not promised (oneDNN kernels and thread counts change float summation order).
 - Not evaluated on the official CIFAR-10 test set (not available here) nor for robustness (corruptions,
   adversarial inputs) or fairness.
 """
+
+
+def fp16_parity_line(parity: dict[str, Any]) -> str:
+    if "fp16_storage_max_abs_diff" not in parity:
+        return ""
+    return (f"\n- fp16-stored file vs the fp32-stored graph (same weights) on every validation image: max |diff| "
+            f"{parity['fp16_storage_max_abs_diff']:.1e}, {parity['fp16_storage_labels_changed']} labels changed.")
 
 
 def _ort_version() -> str:
