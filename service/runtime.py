@@ -185,8 +185,11 @@ class OnnxRuntimeSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads or settings.intra_op_threads
         options.inter_op_num_threads = settings.inter_op_threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.ort_spinning else "0")
-        if intra_op_threads:
+        # A solo session (intra_op_threads given) spins only when settings.solo_spinning says so, and then stops
+        # spinning when its run ends; otherwise its pool threads sleep between the pieces of work a run hands them.
+        spinning = settings.ort_spinning and (settings.solo_spinning if intra_op_threads else True)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        if intra_op_threads and spinning:
             options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 4  # we log failures ourselves, with the request id
         requested = resolve_providers(settings)

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         "(at most one per core) for a request that arrives while no other run is in flight anywhere in the server: "
         "a lone request gets every core, concurrent ones keep the instances."
     )
+    solo_spinning: bool = Field(
+        default=False, description="Let the solo session's pool threads spin while it runs (stopped when the run "
+        "ends: session.force_spinning_stop). Off: they sleep until a run hands them work; on 2 shared cores spinning "
+        "about doubled a lone request's p90 and p99 (docs/benchmarks.md, one-client tail)."
+    )
     gc_freeze: bool = Field(
         default=True, description="After models load (and after each repository load or unload), freeze every object "
         "alive in the garbage collector's permanent generation (gc.freeze), so its full passes scan only request-time "

@@ -222,6 +222,26 @@ def test_several_single_threaded_instances_get_a_solo_session_with_their_threads
     assert client.app.state.repository.runs.running == 0
 
 
+@pytest.mark.parametrize("overrides, solo_spins", [
+    ({}, "0"),  # the default: the solo session's threads sleep between the work a run hands them
+    ({"solo_spinning": True}, "1"),  # spinning during a run, stopped when it ends (the earlier default)
+    ({"solo_spinning": True, "ort_spinning": False}, "0"),
+])
+def test_the_solo_session_spins_only_when_asked(make_client, own_repo, monkeypatch, overrides, solo_spins):
+    monkeypatch.setattr("service.settings.os.cpu_count", lambda: 4)
+    client = make_client(models_dir=own_repo, model_instances=2, intra_op_threads=1, **overrides)
+    batcher = client.app.state.repository.get("add-sub").batcher
+    solo = batcher._solo_runner.__self__.session.get_session_options()
+    instance = batcher._runner.__self__.session.get_session_options()
+    assert solo.get_session_config_entry("session.intra_op.allow_spinning") == solo_spins
+    if solo_spins == "1":  # and stops when its run ends, leaving the cores to the instances
+        assert solo.get_session_config_entry("session.force_spinning_stop") == "1"
+    # the instances keep NEUROSERVE_ORT_SPINNING (one thread each here: no pool to spin)
+    assert instance.get_session_config_entry("session.intra_op.allow_spinning") == \
+        ("1" if overrides.get("ort_spinning", True) else "0")
+    assert _infer_add(client).status_code == 200
+
+
 @pytest.mark.parametrize("overrides", [
     {"model_instances": 1, "intra_op_threads": 1},  # one instance: nothing to gain
     {"model_instances": 2, "intra_op_threads": 4},  # the instances already have every core
