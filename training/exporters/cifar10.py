@@ -15,7 +15,7 @@ from training import cards, metrics
 from training.data import cifar10 as data
 from training.export import (PARITY_ATOL, Normalize, benchmark, export_onnx, file_size, ort_session, parity_check,
                              quantize_static_int8, random_images, round_weights_to_fp16, store_weights_fp16)
-from training.loop import export_command, git_commit
+from training.loop import export_command, git_commit, hardware
 from training.nets.airbench import count_parameters
 from training.recipes.cifar10 import predictions_by_tta, to_float, tta_logits
 
@@ -230,6 +230,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "epochs": len(history["epochs"]),
         "train_wall_time_s": round(wall, 1),
         "hardware": meta["hardware"],
+        "export_hardware": hardware(),  # where the latency and every validation figure were measured
         "git_commit": git_commit(),
         "params": count_parameters(model),
         "onnx_bytes": file_size(onnx_path),
@@ -447,7 +448,7 @@ def render_readme(name: str, description: str, card: dict[str, Any], per_class: 
 
 ## Variants: accuracy and latency
 ONNX Runtime {_ort_version()} on the CPU (execution provider CPU, 2 intra-op threads, graph optimisation ALL),
-median of repeated runs, measured one after another in the same process on {p['hardware'].split(',')[0]};
+median of repeated runs, measured one after another in the same process on {p.get('export_hardware', p['hardware']).split(',')[0]};
 the machine's 2 cores were shared with other work, so treat the numbers as indicative.
 
 {table}
