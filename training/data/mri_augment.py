@@ -137,6 +137,18 @@ def random_curve(x01: torch.Tensor, gen: torch.Generator, p: float = 0.5, knots:
     return torch.where(apply, y.view_as(x01), x01)
 
 
+def invert(x01: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Tensor:
+    """With probability p per image: invert the intensities inside the head (x -> 1 - x on the filled head mask,
+    background stays black), so that dark-CSF and bright-CSF sequences (T1 vs T2) both occur with either label."""
+    b = len(x01)
+    apply = (_u(gen, b) < p).view(-1, 1, 1, 1)
+    if not apply.any():
+        return x01
+    mask = filled_head_mask(x01, threshold=FG_THRESHOLD)
+    inv = (1.0 - x01.clamp(0, 1)) * mask
+    return torch.where(apply, inv, x01)
+
+
 def bias_field(x01: torch.Tensor, gen: torch.Generator, p: float = 0.5, strength: float = 0.35, grid: int = 3) -> torch.Tensor:
     """Smooth multiplicative intensity inhomogeneity: exp(upsampled coarse gaussian field)."""
     b, _, h, w = x01.shape
@@ -180,14 +192,16 @@ def gamma_contrast(x01: torch.Tensor, gen: torch.Generator, gamma_max: float = 2
 def strong_augment(x01: torch.Tensor, gen: torch.Generator, *, rotate_deg: float = 15.0, scale_min: float = 0.65,
                    scale_max: float = 1.15, shift: float = 0.08, skull_p: float = 0.5, remap_p: float = 0.5,
                    bias_p: float = 0.5, blur_p: float = 0.3, noise_p: float = 0.3, gamma_max: float = 1.7,
-                   curve_p: float = 0.0) -> torch.Tensor:
-    """The full chain: skull strip -> geometry -> contrast curve -> gamma/contrast/brightness -> bias field ->
+                   curve_p: float = 0.0, invert_p: float = 0.0) -> torch.Tensor:
+    """The full chain: skull strip -> geometry -> contrast curve (-> inversion) -> gamma/contrast/brightness -> bias field ->
     blur -> noise; output clamped to [0,1]."""
     x = skull_strip(x01, gen, p=skull_p)
     x = affine(x, gen, rotate_deg, scale_min, scale_max, shift)
     x = monotone_remap(x, gen, p=remap_p)
     if curve_p > 0:
         x = random_curve(x, gen, p=curve_p)
+    if invert_p > 0:
+        x = invert(x, gen, p=invert_p)
     x = gamma_contrast(x, gen, gamma_max=gamma_max)
     x = bias_field(x, gen, p=bias_p)
     x = gaussian_blur(x, gen, p=blur_p)

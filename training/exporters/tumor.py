@@ -34,6 +34,16 @@ BEFORE = {
                  "sensitivity": {"value": 0.2923, "ci95": [0.2582, 0.3289], "k": 185, "n": 633},
                  "specificity": {"value": 0.9869, "ci95": [0.9761, 0.9929], "k": 755, "n": 765}},
 }
+# The same weights with the issue-15 screening threshold (served from commit ff38958 until the retrained model).
+BEFORE_SCREENING = {
+    "git_commit": "ff38958", "threshold": 0.3616236746311188,
+    "validation": {"auroc": 0.9833, "auroc_ci95": [0.9655, 0.9958],
+                   "sensitivity": {"value": 0.9924, "ci95": [0.9807, 0.9971], "k": 524, "n": 528},
+                   "specificity": {"value": 0.8039, "ci95": [0.6754, 0.8898], "k": 41, "n": 51}},
+    "external": {"auroc": 0.8525, "auroc_ci95": [0.8333, 0.8718],
+                 "sensitivity": {"value": 0.9005, "ci95": [0.8747, 0.9214], "k": 570, "n": 633},
+                 "specificity": {"value": 0.5556, "ci95": [0.5202, 0.5904], "k": 425, "n": 765}},
+}
 INPUT = [{"name": "images", "datatype": "UINT8", "shape": [-1, 64, 64, 1]}]
 OUTPUTS = [{"name": "tumor_probability", "datatype": "FP32", "shape": [-1]},
            {"name": "subtype_probabilities", "datatype": "FP32", "shape": [-1, 4]}]
@@ -302,7 +312,7 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
         provenance["notes"] = args.note
     metric_block = {
         "external": external, "val_sensitivity_by_subtype": per_subtype, "at_val_only_threshold": report_val_only, "threshold_val_only": threshold_val,
-        "before": BEFORE,
+        "before": BEFORE, "before_screening": BEFORE_SCREENING,
         "auroc": auc, "auroc_ci95": auc_ci, "at_threshold": report, "cross_fitted_2fold": honest,
         "calibration": calib, "subtype_accuracy": sub_acc, "subtype_balanced_accuracy": sub_bal,
         "subtype_confusion": sub_cm.tolist(), "baselines": baselines, "parity_max_abs_diff": parity["max_abs_diff"],
@@ -364,17 +374,28 @@ def _before_after_rows(m: dict[str, Any], threshold: float) -> list[list[str]]:
     frac = lambda d: f"{d['k']}/{d['n']}"  # noqa: E731
     auc = lambda v, c: f"{v:.4f} ({c[0]:.4f}-{c[1]:.4f})"  # noqa: E731
     b, r, e = m["before"], m["at_threshold"], m["external"]
+    b2 = m.get("before_screening")
     rows = [["official validation (579)", "before", f"{b['threshold']:.4f}", auc(b["validation"]["auroc"], b["validation"]["auroc_ci95"]),
              pct(b["validation"]["sensitivity"]) + " " + frac(b["validation"]["sensitivity"]),
-             pct(b["validation"]["specificity"]) + " " + frac(b["validation"]["specificity"])],
-            ["official validation (579)", "**after**", f"{threshold:.4f}", auc(m["auroc"], m["auroc_ci95"]),
+             pct(b["validation"]["specificity"]) + " " + frac(b["validation"]["specificity"])]]
+    if b2:
+        rows += [["official validation (579)", f"before, screening threshold ({b2['git_commit']})", f"{b2['threshold']:.4f}",
+                  auc(b2["validation"]["auroc"], b2["validation"]["auroc_ci95"]),
+                  pct(b2["validation"]["sensitivity"]) + " " + frac(b2["validation"]["sensitivity"]),
+                  pct(b2["validation"]["specificity"]) + " " + frac(b2["validation"]["specificity"])]]
+    rows += [["official validation (579)", "**after**", f"{threshold:.4f}", auc(m["auroc"], m["auroc_ci95"]),
              pct(r["sensitivity"]) + " " + frac(r["sensitivity"]), pct(r["specificity"]) + " " + frac(r["specificity"])]]
     if e:
         ea = e["at_threshold"]
         rows += [["tumor_external_val (1,398)", "before", f"{b['threshold']:.4f}", auc(b["external"]["auroc"], b["external"]["auroc_ci95"]),
                   pct(b["external"]["sensitivity"]) + " " + frac(b["external"]["sensitivity"]),
-                  pct(b["external"]["specificity"]) + " " + frac(b["external"]["specificity"])],
-                 ["tumor_external_val (1,398)", "**after**", f"{threshold:.4f}", auc(e["auroc"], e["auroc_ci95"]),
+                  pct(b["external"]["specificity"]) + " " + frac(b["external"]["specificity"])]]
+        if b2:
+            rows += [["tumor_external_val (1,398)", f"before, screening threshold ({b2['git_commit']})", f"{b2['threshold']:.4f}",
+                      auc(b2["external"]["auroc"], b2["external"]["auroc_ci95"]),
+                      pct(b2["external"]["sensitivity"]) + " " + frac(b2["external"]["sensitivity"]),
+                      pct(b2["external"]["specificity"]) + " " + frac(b2["external"]["specificity"])]]
+        rows += [["tumor_external_val (1,398)", "**after**", f"{threshold:.4f}", auc(e["auroc"], e["auroc_ci95"]),
                   pct(ea["sensitivity"]) + " " + frac(ea["sensitivity"]), pct(ea["specificity"]) + " " + frac(ea["specificity"])]]
     return rows
 
@@ -443,7 +464,25 @@ figures below are optimistic: they are not an independent estimate of performanc
            f"gamma 1/{cfg.get('gamma_max')}-{cfg.get('gamma_max')}, contrast +/-25%, brightness on tissue +/-0.08, smooth "
            f"multiplicative bias field (p {cfg.get('bias_p')}), gaussian blur sigma 0.3-1.0 (p {cfg.get('blur_p')}), "
            f"gaussian noise sigma <= 0.04 (p {cfg.get('noise_p')})"
+           + (f", a random non-monotone intensity curve (p {cfg.get('curve_p')})" if cfg.get("curve_p") else "")
+           + (f", intensity inversion inside the head (p {cfg.get('invert_p')}; T1-like <-> T2-like)" if cfg.get("invert_p") else "")
            if cfg.get("aug") == "strong" else "light (mirror, +/-10 deg rotation, +/-10% scale, shifts, gamma/contrast/brightness jitter)")
+    if cfg.get("sampler") == "group":
+        sampling = (f"Sampling: source-group balanced (`training/data/tumor_groups.py`): the training images are clustered into "
+                    f"{cfg.get('groups')} acquisition groups by image statistics (padding, background share, tissue brightness "
+                    "and histogram; the file names do not name the three source collections), and each epoch draws "
+                    f"{p.get('train_images', 'all')} images with replacement so that every (group, class) cell weighs the same (per-image "
+                    f"weight capped at {cfg.get('weight_cap')}x the mean): no-tumour scans that look like the tumour sources and "
+                    "tumour scans that look like the no-tumour sources count more, so the source says less about the label.")
+        loss_words = f"BCE + {cfg['subtype_loss_weight']} x CE (unweighted: the sampler balances the classes)"
+    elif cfg.get("sampler") == "area":
+        sampling = (f"Sampling: head-area balanced (`training/data/tumor_groups.py` `area_groups`): {cfg.get('groups')} quantile "
+                    "bins of the filled head silhouette's area, each (bin, class) cell drawn with the same total weight "
+                    f"(per-image weight capped at {cfg.get('weight_cap')}x the mean), so head size says nothing about the label.")
+        loss_words = f"BCE + {cfg['subtype_loss_weight']} x CE (unweighted: the sampler balances the classes)"
+    else:
+        sampling = "Sampling: a fresh permutation each epoch; inverse-frequency class weights in the loss."
+        loss_words = f"weighted BCE + {cfg['subtype_loss_weight']} x weighted CE"
     selection = card.get("selection_note", "")
     ext_log = ("- The training log records tumor_external_val figures every 2nd epoch (`ext_*` in the curves); they were "
                "read, never trained on. " + selection) if logged_ext else ""
@@ -452,8 +491,9 @@ figures below are optimistic: they are not an independent estimate of performanc
                    "threshold changed, to the screening rule below. No retrained variant beat these weights on "
                    "tumor_external_val (see Training), so this is the best honest model found in the time available.")
     else:
-        changed = (f"This one uses `{norm}` input normalisation inside the graph and was fine-tuned with {cfg.get('aug')} "
-                   "augmentation (see Training).")
+        changed = (f"This one uses `{norm}` input normalisation inside the graph and was "
+                   f"{'fine-tuned' if cfg.get('init_onnx') else 'trained from scratch'} with {cfg.get('aug')} augmentation"
+                   + (" and source-group balanced sampling" if cfg.get("sampler") == "group" else "") + " (see Training).")
     shortcut = ("Per-image standardisation and the augmentation reduce, but do not remove, the room for source cues; see the "
                 "intensity probe." if norm != "global" else
                 "The model very likely uses the source/sequence: on skull-stripped FLAIR from elsewhere its tumour "
@@ -530,8 +570,9 @@ Goals (issue 15): {goals}.
   between), global average pool, dropout {cfg['dropout']}, two linear heads. {p['params']:,} parameters.
 - Weights: {warm} for {p['epochs']} epochs.
 - Augmentation: {aug}.
+- {sampling}
 - AdamW (lr {cfg['lr']}, weight decay {cfg['weight_decay']}), one-cycle schedule, batch {cfg['batch_size']},
-  loss = weighted BCE + {cfg['subtype_loss_weight']} x weighted CE. The last epoch's weights are served (no early stopping).
+  loss = {loss_words}. The last epoch's weights are served (no early stopping).
 {ext_log}
 - Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min ({p['train_wall_time_s']:.0f} s, validation
   passes included) on {p['hardware']}. ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Latency (ORT CPU, 2 threads, median):

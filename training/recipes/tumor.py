@@ -67,6 +67,13 @@ class TumorConfig:
     # images drawn (without replacement, fresh each epoch) per epoch; 0 = the whole training set. Short epochs let
     # a contended CPU fine-tune in small, evaluated steps
     epoch_images: int = 0
+    invert_p: float = 0.0  # strong aug: probability of inverting the intensities inside the head (mri_augment.invert)
+    # "uniform": each epoch a permutation, class-weighted loss; "group": draw (with replacement) so that every
+    # (acquisition group, class) cell weighs the same (training/data/tumor_groups.py), unweighted loss; "area": the same
+    # with head-area quantile bins as the groups (makes head size uninformative)
+    sampler: str = "uniform"
+    groups: int = 6
+    weight_cap: float = 8.0
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -89,7 +96,7 @@ def train_augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> 
         return strong_augment(x01, gen, rotate_deg=cfg.rotate_deg, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
                               shift=cfg.shift, skull_p=cfg.skull_p, remap_p=cfg.remap_p, bias_p=cfg.bias_p,
                               blur_p=cfg.blur_p, noise_p=cfg.noise_p, gamma_max=cfg.gamma_max,
-                              curve_p=cfg.curve_p)
+                              curve_p=cfg.curve_p, invert_p=cfg.invert_p)
     raise SystemExit(f"tumor: unknown aug {cfg.aug!r} (light, strong)")
 
 
@@ -191,6 +198,19 @@ class TumorRecipe(Recipe):
         steps = math.ceil(per_epoch / bs)
         w_bin = class_weights(train_set.y, 2).to(device)
         w_sub = class_weights(train_set.subtype, 4).to(device)
+        sample_w = None
+        if cfg.sampler in ("group", "area"):
+            from training.data.tumor_groups import area_groups, balanced_weights, source_groups
+
+            grp = (source_groups(train_set.x, cfg.groups, seed=0) if cfg.sampler == "group"
+                   else area_groups(train_set.x, cfg.groups))
+            sample_w = torch.as_tensor(balanced_weights(grp, train_set.y, cfg.weight_cap))
+            w_bin = torch.ones(2, device=device)  # the sampler balances the classes (within groups) already
+            w_sub = torch.ones(4, device=device)
+            cells = [(int((grp == g).sum()), int(((grp == g) & (train_set.y == 0)).sum())) for g in range(cfg.groups)]
+            print(f"{cfg.sampler} sampler: (group size, no tumour) {cells}")
+        elif cfg.sampler != "uniform":
+            raise SystemExit(f"tumor: unknown sampler {cfg.sampler!r} (uniform, group, area)")
 
         model = self.build(cfg)
         if cfg.init_onnx:
@@ -205,7 +225,10 @@ class TumorRecipe(Recipe):
         def train_epoch(epoch: int) -> dict[str, float]:
             model.train()
             gen = epoch_generator(args.seed, epoch)
-            perm = torch.randperm(n, generator=gen)[:per_epoch]
+            if sample_w is not None:
+                perm = torch.multinomial(sample_w, per_epoch, replacement=True, generator=gen)
+            else:
+                perm = torch.randperm(n, generator=gen)[:per_epoch]
             tot = seen = 0.0
             bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=5,
                        disable=args.quiet)

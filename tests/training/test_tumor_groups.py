@@ -1,0 +1,59 @@
+"""Source-group balanced sampling (training/data/tumor_groups.py) and intensity inversion (mri_augment.invert)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from training.data.mri_augment import invert
+from training.data.tumor_groups import balanced_weights, image_stats, source_groups
+
+
+def _images(n: int, padded: bool, level: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 64, 64, 1), np.uint8)
+    lo = 16 if padded else 0  # 'another source': letterboxed (black rows) and brighter
+    x[:, lo : 64 - lo, :, 0] = rng.integers(level - 20, level + 20, size=(n, 64 - 2 * lo, 64))
+    return x
+
+
+def test_groups_follow_acquisition_and_weights_balance_classes_within_groups():
+    # source A: 90 tumour + 10 none; source B: 5 tumour + 45 none (the label leaks through the source)
+    x = np.concatenate([_images(100, False, 80, 0), _images(50, True, 200, 1)])
+    y = np.array([1] * 90 + [0] * 10 + [1] * 5 + [0] * 45)
+    assert image_stats(x).shape == (150, 14)
+    g = source_groups(x, k=2, seed=0)
+    assert len(set(g[:100])) == 1 and len(set(g[100:])) == 1 and g[0] != g[100]
+    w = balanced_weights(g, y, cap=100.0)
+    assert abs(w.mean() - 1) < 1e-9
+    for grp in (g[0], g[100]):  # within each group both classes carry the same total weight
+        assert np.isclose(w[(g == grp) & (y == 1)].sum(), w[(g == grp) & (y == 0)].sum())
+    # the rare cells (none in A, tumour in B) are up-weighted per image; the cap bounds any single image
+    assert w[(g == g[0]) & (y == 0)][0] > w[(g == g[0]) & (y == 1)][0]
+    capped = balanced_weights(g, y, cap=3.0)
+    assert capped.max() < w.max() and abs(capped.mean() - 1) < 1e-9
+
+
+def test_invert_flips_tissue_and_keeps_background_black():
+    x = torch.zeros(8, 1, 64, 64)
+    x[:, :, 8:56, 8:56] = 0.3
+    x[:, :, 28:36, 28:36] = 0.9
+    gen = torch.Generator().manual_seed(0)
+    out = invert(x, gen, p=1.0)
+    assert torch.all(out[:, :, :8] == 0)  # background stays black
+    assert torch.allclose(out[:, :, 30, 30], torch.full((8, 1), 0.1)) and torch.allclose(out[:, :, 12, 12], torch.full((8, 1), 0.7))
+    assert torch.equal(invert(x, torch.Generator().manual_seed(0), p=0.0), x)
+
+
+def test_area_groups_are_head_size_quantiles():
+    from training.data.tumor_groups import area_groups, head_area
+
+    x = np.zeros((30, 64, 64, 1), np.uint8)
+    for i in range(30):  # squares ('heads') of growing size, with a dark hole that the fill must close
+        r = 6 + i
+        x[i, 32 - r // 2 : 32 + (r + 1) // 2, 32 - r // 2 : 32 + (r + 1) // 2, 0] = 120
+        x[i, 31:33, 31:33, 0] = 0
+    a = head_area(x)
+    assert np.all(np.diff(a) > 0) and np.isclose(a[0], 36 / 4096)
+    g = area_groups(x, k=3)
+    assert g.tolist() == [0] * 10 + [1] * 10 + [2] * 10
