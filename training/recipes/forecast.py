@@ -106,6 +106,26 @@ class ForecastRecipe(Recipe):
         outs = [net(*(v[i : i + batch] for v in inp.values())) for i in range(0, len(w), batch)]
         return torch.cat(outs).numpy() if outs else np.zeros((0, self.horizon, 3), np.float32)
 
+    def train_steps(self, net: nn.Module, opt, sched, x: dict[str, torch.Tensor], y: torch.Tensor,
+                    generator: torch.Generator, bs: int, batches, clip: float) -> tuple[float, float]:
+        """One epoch: the rows shuffled by `generator`, one optimiser step per batch index in `batches` (a range,
+        or a progress bar over it), gradients clipped to `clip`; returns (summed loss, rows seen)."""
+        net.train()
+        perm = torch.randperm(len(y), generator=generator)
+        tot = seen = 0.0
+        for i in batches:
+            idx = perm[i * bs : (i + 1) * bs]
+            loss = self.loss(net, {k: v[idx] for k, v in x.items()}, y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), clip)
+            opt.step()
+            if sched.last_epoch < sched.total_steps - 1:
+                sched.step()
+            tot += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        return tot, seen
+
     def train(self, args: argparse.Namespace) -> int:
         cfg = self.config(args)
         setup_torch(args.device, cfg.threads or None)
@@ -124,21 +144,10 @@ class ForecastRecipe(Recipe):
               f"params {count_parameters(net):,}, {hardware()}")
 
         def train_epoch(epoch: int) -> dict[str, float]:
-            net.train()
-            perm = torch.randperm(n, generator=epoch_generator(args.seed, epoch))
-            tot = seen = 0.0
-            for i in tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=10,
-                          disable=args.quiet):
-                idx = perm[i * bs : (i + 1) * bs]
-                loss = self.loss(net, {k: v[idx] for k, v in fit_x.items()}, fit_y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-                opt.step()
-                if sched.last_epoch < sched.total_steps - 1:
-                    sched.step()
-                tot += float(loss.detach()) * len(idx)
-                seen += len(idx)
+            batches = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=10,
+                           disable=args.quiet)
+            tot, seen = self.train_steps(net, opt, sched, fit_x, fit_y, epoch_generator(args.seed, epoch), bs, batches,
+                                         cfg.clip)
             return {"train_loss": tot / seen, "lr": float(sched.get_last_lr()[0])}
 
         @torch.no_grad()

@@ -115,17 +115,7 @@ class TrafficRecipe(ForecastRecipe):
         sched = one_cycle(opt, cfg.lr, steps * epochs, 0.15)
         x, y = self.tensors(fit_w), torch.from_numpy(fit_w.y)
         for epoch in range(epochs):
-            net.train()
-            perm = torch.randperm(n, generator=epoch_generator(seed, epoch))
-            for i in range(steps):
-                idx = perm[i * bs : (i + 1) * bs]
-                loss = self.loss(net, {k: v[idx] for k, v in x.items()}, y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.clip)
-                opt.step()
-                if sched.last_epoch < sched.total_steps - 1:
-                    sched.step()
+            self.train_steps(net, opt, sched, x, y, epoch_generator(seed, epoch), bs, range(steps), cfg.clip)
         return net.eval()
 
     # -- walk-forward -----------------------------------------------------------------------------------
