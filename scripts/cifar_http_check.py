@@ -11,9 +11,6 @@ import argparse
 import base64
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,12 +24,6 @@ sys.path.insert(0, str(REPO))
 MODEL = "cifar10-resnet"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def png_b64(img: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(img, mode="RGB").save(buf, format="PNG")
@@ -40,6 +31,7 @@ def png_b64(img: np.ndarray) -> str:
 
 
 def main() -> int:
+    from bench.common import neuroserve
     from training import metrics
     from training.data import cifar10 as data
     from training.export import ort_session
@@ -57,24 +49,12 @@ def main() -> int:
     sess = ort_session(args.models / MODEL / "1" / "model.onnx")
     p_ort = np.concatenate([sess.run(["probabilities"], {"images": val.x[i:i + 500]})[0] for i in range(0, len(val.x), 500)])
 
-    port = free_port()
-    env = {**os.environ, "NEUROSERVE_LOAD_MODELS": MODEL, "NEUROSERVE_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--models", str(args.models)],
-                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    result: dict = {"port": port, "n": int(len(val.y))}
+    server = neuroserve(args.models, {"NEUROSERVE_LOAD_MODELS": MODEL})  # started and ready
+    result: dict = {"port": server.port, "n": int(len(val.y))}
     pred, scores, unusual = [], [], []
     t0 = time.time()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            for _ in range(600):
-                try:
-                    if client.get("/v2/health/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
+        with httpx.Client(base_url=server.url, timeout=120) as client:
             for i in range(0, len(val.x), args.batch):
                 body = {"images": [png_b64(img) for img in val.x[i:i + args.batch]], "top_k": 1, "model": MODEL}
                 r = client.post("/v1/images/classify", json=body)
@@ -87,8 +67,7 @@ def main() -> int:
                     if res.get("ood") is not None:
                         unusual.append(bool(res["ood"]["unusual"]))
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     pred = np.array(pred)
     acc = metrics.accuracy_with_ci(pred, val.y)
     card_acc = card["metrics"]["accuracy"]

@@ -10,11 +10,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,12 +19,6 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def png(img: np.ndarray) -> bytes:
@@ -52,6 +42,7 @@ def served(client: httpx.Client, x: np.ndarray, batch: int = 32) -> tuple[np.nda
 
 
 def main() -> int:
+    from bench.common import neuroserve
     from training import metrics
     from training.data import tumor as data
     from training.export import ort_session
@@ -67,22 +58,10 @@ def main() -> int:
     card = json.loads((args.models / "tumor-cnn" / "card.json").read_text())
     sess = ort_session(args.models / "tumor-cnn" / "1" / "model.onnx")
 
-    port = free_port()
-    env = {**os.environ, "NEUROSERVE_LOAD_MODELS": "tumor-cnn", "NEUROSERVE_PORT": str(port)}
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--models", str(args.models)],
-                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    result: dict = {"port": port}
+    server = neuroserve(args.models, {"NEUROSERVE_LOAD_MODELS": "tumor-cnn"})  # started and ready
+    result: dict = {"port": server.port}
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            for _ in range(600):
-                try:
-                    if client.get("/v2/health/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.5)
+        with httpx.Client(base_url=server.url, timeout=120) as client:
             listing = client.get("/v1/models").json()
             rows = listing.get("models", listing.get("data", [])) if isinstance(listing, dict) else listing
             result["models"] = [m.get("name", m.get("id")) if isinstance(m, dict) else m for m in rows]
@@ -95,8 +74,7 @@ def main() -> int:
                                 "calls_agree_with_threshold": bool(np.all(calls == (p_http >= thr))),
                                 "max_abs_diff_vs_onnxruntime": float(np.max(np.abs(p_http - p_ort)))}
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        server.stop()
     m = card["metrics"]
     card_fig = {"validation": (m["auroc"], m["at_threshold"])}
     if m.get("external"):
