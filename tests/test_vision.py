@@ -135,3 +135,39 @@ def test_vision_routes_are_in_the_openapi_schema(client):
         operation = schema["paths"][path]["post"]
         assert {"multipart/form-data", "application/json"} <= set(operation["requestBody"]["content"])
         assert {"400", "413", "415", "422"} <= set(operation["responses"])
+
+
+def _nchw_classifier(datatype: int):
+    """[batch, 3, 32, 32] -> probabilities [batch, 10]: an image model exported in the NCHW layout."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("ReduceMean", ["f"], ["m"], axes=[2, 3], keepdims=0),
+             helper.make_node("Concat", ["m", "m", "m", "m"], ["wide"], axis=1),  # [batch, 12]
+             helper.make_node("Slice", ["wide", "start", "end", "axis"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
+    inits = [onnx.numpy_helper.from_array(np.array([v], np.int64), n) for n, v in (("start", 0), ("end", 10), ("axis", 1))]
+    graph = helper.make_graph(nodes, "nchw", [helper.make_tensor_value_info("images", datatype, ["batch", 3, 32, 32])],
+                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_an_image_model_in_the_wrong_layout_is_refused_at_load_with_the_reason(make_client, tmp_path):
+    """It used to load READY and answer every request with a 500."""
+    from onnx import TensorProto
+
+    from tests.onnx_models import small_cnn, write_model
+
+    write_model(tmp_path, "nchw-float", _nchw_classifier(TensorProto.FLOAT), task="image-classification", labels=CIFAR_LABELS)
+    write_model(tmp_path, "nchw-uint8", _nchw_classifier(TensorProto.UINT8), task="image-classification", labels=CIFAR_LABELS)
+    write_model(tmp_path, "wrong-labels", small_cnn(), task="image-classification", labels=CIFAR_LABELS[:4])
+    write_model(tmp_path, "not-a-tumor-model", small_cnn(), task="tumor-detection", labels=["none"])
+    client = make_client(models_dir=tmp_path)
+    failed = client.get("/v2/health/ready").json()["failed"]
+    assert "one UINT8 NHWC tensor" in failed["nchw-float"] and "'images' FP32 [-1, 3, 32, 32]" in failed["nchw-float"]
+    assert "looks like NCHW" in failed["nchw-uint8"]
+    assert "'probabilities' must be [batch, 4]" in failed["wrong-labels"]
+    assert "lacks ['tumor_probability']" in failed["not-a-tumor-model"]
+    response = client.post("/v1/images/classify", json={"images": [b64(rgb(0))], "model": "nchw-float"})
+    assert response.status_code == 503 and "one UINT8 NHWC tensor" in response.json()["error"]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from service.api.deps import RepositoryDep, error_responses, run_model
-from service.errors import InferenceFailed, Unprocessable
+from service.errors import InferenceFailed, ModelLoadError, Unprocessable
 from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -87,10 +87,37 @@ class TumorResponse(BaseModel):
 
 
 def _image_input(model: ModelVersion):
-    spec = model.session.inputs[0]
-    if len(model.session.inputs) != 1 or spec.datatype != "UINT8" or len(spec.shape) != 4:
-        raise InferenceFailed(f"model {model.name!r} does not take one uint8 NHWC image tensor")
-    return spec
+    return model.session.inputs[0]  # checked at load (prepare_image_model)
+
+
+def _prepare(outputs: tuple[str, ...]):
+    def prepare_image_model(model: ModelVersion) -> dict:
+        """At load: one uint8 NHWC image input with 1 or 3 channels and the task's outputs, so a model exported
+        in another layout (NCHW float, say) is refused with the reason instead of loading READY and failing every
+        request."""
+        inputs = model.session.inputs
+        shape = [f"{d}" if d >= 0 else "?" for d in inputs[0].shape] if inputs else []
+        if len(inputs) != 1 or inputs[0].datatype != "UINT8" or len(inputs[0].shape) != 4:
+            found = ", ".join(f"{s.name!r} {s.datatype} [{', '.join(map(str, s.shape))}]" for s in inputs)
+            raise ModelLoadError(f"an image model takes one UINT8 NHWC tensor [batch, height, width, channels]; "
+                                 f"this graph takes {found or 'nothing'}")
+        if inputs[0].shape[3] not in (-1, 1, 3):
+            raise ModelLoadError(f"an image model's last input axis is its channels (1 or 3), not {shape[3]}: "
+                                 f"[{', '.join(shape)}] looks like NCHW; export NHWC uint8")
+        missing = [name for name in outputs if name not in model.session.output_names]
+        if missing:
+            raise ModelLoadError(f"a {model.manifest.task} model outputs {list(outputs)}; this graph lacks {missing}")
+        labels = model.manifest.labels
+        if outputs == ("probabilities",):
+            width = next(s.shape for s in model.session.outputs if s.name == "probabilities")
+            if len(width) != 2 or (width[1] >= 0 and width[1] != len(labels)):
+                raise ModelLoadError(f"'probabilities' must be [batch, {len(labels)}] (one per label), "
+                                     f"not {width}")
+        return {}
+    return prepare_image_model
+
+
+PREPARERS = {CLASSIFY_TASK: _prepare(("probabilities",)), TUMOR_TASK: _prepare(("tumor_probability",))}
 
 
 async def _run_images(request: Request, model: ModelVersion, images: list[bytes]) -> dict[str, np.ndarray]:
