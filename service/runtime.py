@@ -15,6 +15,11 @@ from service.settings import Settings
 
 log = logging.getLogger("neuroserve.runtime")
 
+try:  # onnx is a serving dependency of the GPU image only (requirements-gpu.txt): it is what rewrites INT8 graphs
+    from service.dequantize import float_graph_bytes
+except ImportError:
+    float_graph_bytes = None
+
 # ONNX Runtime type strings <-> Open Inference Protocol datatypes <-> numpy.
 ORT_TO_DATATYPE = {
     "tensor(bool)": "BOOL",
@@ -90,6 +95,30 @@ def check_providers(path: Path, settings: Settings, requested: list, actual: lis
         raise ModelLoadError(reason)
     log.warning("%s; serving on the CPU", reason)
     return True
+
+
+def _graph_for(path: Path, settings: Settings, requested: list) -> tuple[str | bytes, int]:
+    """What InferenceSession opens: the file, or (device_dequantize) its graph with the dynamically quantized
+    MatMuls in float, for a device without integer kernels; and how many MatMuls that rewrote."""
+    first = requested[0][0] if isinstance(requested[0], tuple) else requested[0]
+    wanted = settings.device_dequantize == "on" or (settings.device_dequantize == "auto" and first != CPU)
+    if not wanted:
+        return str(path), 0
+    if float_graph_bytes is None:
+        if settings.device_dequantize == "on":
+            raise ModelLoadError(f"{path}: device_dequantize=on needs the onnx package (pip install onnx)")
+        log.warning("%s: the onnx package is not installed, so dynamically quantized MatMuls (if the graph has any) "
+                    "stay INT8 on %s, with host copies on CUDA (pip install onnx, or use the GPU image)", path, first)
+        return str(path), 0
+    try:
+        graph, rewrite = float_graph_bytes(str(path))
+    except Exception as exc:  # onnx raises DecodeError, ValidationError or OSError for files ORT may still reject
+        raise ModelLoadError(f"{path}: could not read it as ONNX to dequantize it: {exc}") from exc
+    if not rewrite.matmuls:
+        return str(path), 0
+    log.info("%s: %d dynamically quantized MatMuls run as float MatMuls on %s (%d quantize nodes dropped)",
+             path, rewrite.matmuls, first, rewrite.nodes_removed)
+    return graph, rewrite.matmuls
 
 
 def runtime_summary() -> str:
@@ -173,6 +202,7 @@ class OnnxRuntimeSession:
     provider: str  # the first of the session's own providers
     providers: list[str] = field(default_factory=list)  # session.get_providers(): what it really runs on
     fallback: bool = False  # CUDA was offered and asked for (providers=auto), the session got the CPU
+    dequantized_matmuls: int = 0  # INT8 MatMul chains run as float MatMuls on the device (service/dequantize.py)
 
     @classmethod
     def load(cls, path: Path, manifest: Manifest, settings: Settings,
@@ -193,8 +223,9 @@ class OnnxRuntimeSession:
             options.add_session_config_entry("session.force_spinning_stop", "1")
         options.log_severity_level = 4  # we log failures ourselves, with the request id
         requested = resolve_providers(settings)
+        source, dequantized = _graph_for(path, settings, requested)
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=requested)
+            session = ort.InferenceSession(source, sess_options=options, providers=requested)
         except Exception as exc:  # ORT raises several unrelated types for bad files
             raise ModelLoadError(f"{path}: onnxruntime could not load it: {exc}") from exc
         providers = list(session.get_providers())
@@ -211,7 +242,7 @@ class OnnxRuntimeSession:
             if extra:
                 raise ModelLoadError(f"{path.name}: inputs {extra} are not part of the generation contract")
         return cls(path=path, session=session, inputs=inputs, outputs=outputs, provider=providers[0], providers=providers,
-                   fallback=fallback)
+                   fallback=fallback, dequantized_matmuls=dequantized)
 
     @property
     def output_names(self) -> list[str]:

@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         "through ONNX Runtime IO binding (on), in host numpy arrays (off), or auto: on the device under CUDA, on the host "
         "on the CPU (where IO binding measured no faster)."
     )
+    device_dequantize: Literal["auto", "on", "off"] = Field(
+        default="auto", description="Open dynamically INT8-quantized graphs (the translator, chat) with their "
+        "quantized MatMuls rewritten as float MatMuls, in memory (on), as they are (off), or auto: rewritten when the "
+        "session asks for CUDA, which has no DynamicQuantizeLinear kernel and would copy every quantized MatMul's "
+        "input to the host and back (service/dequantize.py); on the CPU the INT8 kernels are the fast ones."
+    )
     generation_max_waiting: int = Field(default=256, ge=1, description="Generation requests (one per text or chat completion) that may wait for room per model (503 + Retry-After beyond).")
     request_timeout_s: float = Field(default=60.0, gt=0, description="Longest a request may wait for its inference result (503 beyond).")
     drain_timeout_s: float = Field(default=20.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish.")

@@ -215,6 +215,29 @@ def tiny_forecaster(input_name: str, window: int, horizon: int, extra_int_input:
     return _model(nodes, inputs, [helper.make_tensor_value_info("quantiles", TensorProto.FLOAT, ["batch", horizon, 3])], inits)
 
 
+def quantized_mlp(features: int = 16, hidden: int = 32, seed: int = 0) -> tuple[onnx.ModelProto, onnx.ModelProto]:
+    """y = relu(x @ W1 + b1) @ W2 over FP32 [batch, features]: the float graph, and onnxruntime's dynamic INT8
+    quantization of it (DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul, as in the committed translator)."""
+    import tempfile
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    rng = np.random.default_rng(seed)
+    w1, b1 = rng.normal(0, 0.3, (features, hidden)).astype(np.float32), rng.normal(0, 0.1, hidden).astype(np.float32)
+    w2 = rng.normal(0, 0.3, (hidden, 4)).astype(np.float32)
+    model = _model(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
+         helper.make_node("Relu", ["hb"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")])
+    with tempfile.TemporaryDirectory() as folder:
+        source, target = Path(folder) / "float.onnx", Path(folder) / "int8.onnx"
+        onnx.save(model, source)
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8)
+        return model, onnx.load(target)
+
+
 def write_model(root: Path, name: str, model: onnx.ModelProto | bytes, *, task: str = "tensor",
                 versions=("1",), batching: dict | None = None, **manifest) -> Path:
     folder = root / name

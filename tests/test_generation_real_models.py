@@ -61,3 +61,20 @@ def test_real_chat_replies_end_cleanly(real):
         "messages": [{"role": "system", "content": "ignored: the model has no system role"},
                      {"role": "user", "content": "What do you want to do this weekend?"}]})
     assert streamed.status_code == 200 and streamed.text.rstrip().endswith("data: [DONE]")
+
+
+def test_real_translator_answers_alike_with_float_matmuls():
+    """device_dequantize=on (what auto picks under CUDA): the INT8 graphs run as float MatMuls (service/dequantize.py).
+    On 200 validation sentences, beam 4: BLEU 39.98 against the INT8 graphs' 39.66, 182 of 200 translations identical."""
+    _served(TRANSLATOR)
+    from tests.conftest import _open_client
+
+    client = _open_client(MODELS, load_models=[TRANSLATOR], warmup_runs=1, device_dequantize="on")
+    try:
+        texts = ["A man in a blue shirt is standing on a ladder.", "Two dogs are playing in the snow."]
+        response = client.post("/v1/text/translate", json={"texts": texts, "source": "en", "target": "de", "beam_size": 4})
+        assert response.status_code == 200, response.text
+        german = response.json()["translations"]
+        assert "Mann" in german[0] and "Hunde" in german[1], german
+    finally:
+        client.__exit__(None, None, None)

@@ -389,3 +389,19 @@ def test_cuda_summary_is_none_on_a_cpu_box_and_guarded_on_a_cuda_one(monkeypatch
     monkeypatch.setattr(ort, "get_available_providers", lambda: [CUDA, CPU])
     summary = runtime.cuda_summary()  # no CUDA libraries here: says so instead of failing
     assert "CUDA runtime" in summary and "cuDNN" in summary and "onnxruntime build" in summary
+
+
+def test_on_cuda_int8_matmul_graphs_are_opened_as_float_graphs(cuda_box, make_client, tmp_path):
+    """CUDA has no DynamicQuantizeLinear kernel: under auto the session gets the rewritten graph (bytes), not the file."""
+    from tests.onnx_models import quantized_mlp
+
+    root = tmp_path / "models"
+    write_model(root, "mlp", quantized_mlp()[1], batching={"max_batch_size": 4})
+    client = make_client(models_dir=root)
+    opened = [entry["path"] for entry in cuda_box.created]
+    assert opened and all(isinstance(source, bytes) for source in opened)
+    body = {"inputs": [{"name": "x", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
+    assert client.post("/v2/models/mlp/infer", json=body).status_code == 200
+    cpu = make_client(models_dir=root, providers="cpu")
+    assert cpu.get("/v2/models/mlp/ready").status_code == 200
+    assert all(isinstance(entry["path"], str) for entry in cuda_box.created[len(opened):])
