@@ -135,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
+        if isinstance(exc.__cause__, NeuroserveError):  # FastAPI's "error parsing the body" over our own (a 413)
+            return await _neuroserve_error(request, exc.__cause__)
         return error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)

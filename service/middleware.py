@@ -13,6 +13,7 @@ import time
 
 import orjson
 
+from service.errors import PayloadTooLarge, error_body
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -34,12 +35,14 @@ UNMETERED = {"/metrics", "/v2/health/live", "/v2/health/ready"}
 DOCS_PREFIXES = ("/docs", "/redoc", "/openapi.json", "/static-offline-docs")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(PayloadTooLarge):
+    """Raised from receive() past the limit: a route that reads the body itself lets it through (413); one whose
+    body FastAPI parses turns it into a 400 whose cause is this (service.app renders the cause)."""
 
 
-def _error(status: int, message: str, extra_headers: list[tuple[bytes, bytes]] = ()) -> tuple[dict, dict]:
-    body = orjson.dumps({"error": message})
+def _error(path: str, status: int, message: str, extra_headers: list[tuple[bytes, bytes]] = ()) -> tuple[dict, dict]:
+    # the one renderer (service.errors.error_body): OpenAI's shape on OpenAI-compatible routes, {"error": ...} elsewhere
+    body = orjson.dumps(error_body(path, status, message))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra_headers]
     return {"type": "http.response.start", "status": status, "headers": headers}, {"type": "http.response.body", "body": body}
 
@@ -76,7 +79,7 @@ class ServingMiddleware:
             await send(message)
 
         async def respond(status: int, text: str, extra=()):
-            start, body = _error(status, text, list(extra))
+            start, body = _error(scope["path"], status, text, list(extra))
             await send_wrapper(start)
             await send_wrapper(body)
 
@@ -106,7 +109,7 @@ class ServingMiddleware:
                 if message["type"] == "http.request":
                     received[0] += len(message.get("body", b""))
                     if received[0] > self.max_body_bytes:
-                        raise BodyTooLarge()
+                        raise BodyTooLarge(f"request body exceeds {self.max_body_bytes} bytes")
                 return message
 
             try:

@@ -162,6 +162,30 @@ def test_body_limit_answers_413(make_client):
     assert small.post("/v2/models/add-sub/infer", content=chunks()).status_code == 413
 
 
+def test_middleware_errors_use_the_one_renderer_openai_shape_on_chat(make_client):
+    """The body limit and the drain answer from the middleware: on /v1/chat/ in OpenAI's error shape, like the
+    route's own errors (they used to be a bare {"error": "..."} there)."""
+    small = make_client(max_body_bytes=1024)
+    body = {"messages": [{"role": "user", "content": "x" * 2000}]}
+    error = small.post("/v1/chat/completions", json=body).json()["error"]
+    assert error["type"] == "invalid_request_error" and "exceeds 1024 bytes" in error["message"]
+    assert set(error) == {"message", "type", "param", "code"}
+
+    def chunks():  # no Content-Length: the limit trips while streaming
+        for _ in range(10):
+            yield b" " * 200
+
+    streamed = small.post("/v1/chat/completions", content=chunks(), headers={"Content-Type": "application/json"})
+    assert streamed.status_code == 413 and streamed.json()["error"]["type"] == "invalid_request_error"
+    assert small.post("/v2/models/add-sub/infer", content=b"x" * 2000).json() == {"error": "request body exceeds 1024 bytes"}
+    small.app.state.draining = True
+    try:
+        draining = small.post("/v1/chat/completions", json={"messages": []})
+        assert draining.status_code == 503 and draining.json()["error"]["type"] == "service_unavailable_error"
+    finally:
+        small.app.state.draining = False
+
+
 def test_every_datatype_through_identity_models(client):
     cases = {"bool": [True, False], "uint8": [1, 255], "int8": [-5, 5], "int64": [2**40, -1], "fp16": [0.5, 1.0],
              "fp32": [1.25, -2.5], "fp64": [1e-300, 2.0], "bytes": ["a", "ü"], "uint64": [2**63, 0], "int16": [1, 2],
