@@ -9,9 +9,11 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.api.deps import RepositoryDep, error_responses, run_model
+from service.api.deps import RepositoryDep, error_responses
 from service.calendar import CALENDAR_FEATURES, calendar_features
 from service.errors import ModelLoadError, Unprocessable
+from service.explain import (EXPLAIN_DESCRIPTION, ForecastExplanation, occlude_series, repeat_row, run_with_variants,
+                             series_explanation)
 from service.ood import OodScore, ood_field
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -63,6 +65,7 @@ class ForecastResponse(BaseModel):
     interval: float = Field(description="nominal coverage of [lower, upper]")
     timestamps: list[str] | None = Field(default=None, description="traffic: the hour each forecast is for")
     ood: list[OodScore] | None = Field(default=None, description="one per input history, when the model has an OOD profile")
+    explanation: ForecastExplanation | None = Field(default=None, description="with explain: one weight per history value used")
 
 
 class TrafficRequest(BaseModel):
@@ -76,6 +79,7 @@ class TrafficRequest(BaseModel):
                                               description="one ISO-8601 time per history value, hourly and contiguous")
     horizon: int = Field(default=24, ge=1, le=24, strict=True, description="hours to forecast (1-24)")
     model: str | None = Field(default=None, description="name or name:version")
+    explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)
 
     @model_validator(mode="after")
     def _times(self) -> "TrafficRequest":
@@ -102,6 +106,7 @@ class PriceRequest(BaseModel):
         description=f"daily closes, oldest first, positive; at least {PRICE_DAYS} (the last {PRICE_DAYS} are used)")
     horizon: int = Field(default=5, ge=1, le=5, strict=True, description="trading days to forecast (1-5)")
     model: str | None = Field(default=None, description="name or name:version")
+    explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)
 
 
 def hour_of_week(moment: datetime) -> int:
@@ -114,6 +119,24 @@ def _model_for(repo, task: str, requested: str | None, horizon: int) -> ModelVer
     if horizon > model.extras["horizon"]:
         raise Unprocessable(f"horizon {horizon} exceeds this model's {model.extras['horizon']}")
     return model
+
+
+async def _run(request: Request, model: ModelVersion, feeds: dict[str, np.ndarray], series: str, horizon: int,
+               explain: bool) -> tuple[dict[str, np.ndarray], dict]:
+    """The model's outputs for the one history, and with explain {"explanation": ...}: each history value replaced
+    by the history's mean in turn, run with it; the score is the mean median forecast over the horizon."""
+    if not explain:
+        outputs, _ = await run_with_variants(request, model, feeds, [])
+        return outputs, {}
+    history, masks = occlude_series(feeds[series][0])
+    outputs, (varied,) = await run_with_variants(request, model, feeds,
+                                                 [repeat_row(feeds, 0, len(history), **{series: history})])
+
+    def score(quantiles: np.ndarray) -> np.ndarray:
+        return np.sort(quantiles[:, :horizon], axis=-1)[..., 1].mean(axis=-1)
+
+    base = score(outputs["quantiles"])[0]
+    return outputs, {"explanation": series_explanation(base, score(varied["quantiles"]), masks)}
 
 
 def _answer(model: ModelVersion, quantiles: np.ndarray, horizon: int, **extra) -> JSONBytes:
@@ -133,10 +156,11 @@ async def forecast_traffic(body: TrafficRequest, request: Request, repo: Reposit
              "hour_of_week": np.array([hour_of_week(start)], dtype=np.int64)}
     if model.extras["calendar"]:  # holidays and time of year, from the request's own times (no new request field)
         feeds["calendar"] = calendar_features(start, TRAFFIC_HOURS + model.extras["horizon"])[None]
-    outputs = await run_model(request, model, feeds)
+    outputs, explanation = await _run(request, model, feeds, "history", body.horizon, body.explain)
     first = start + timedelta(hours=TRAFFIC_HOURS)
     stamps = [(first + timedelta(hours=h)).isoformat() for h in range(body.horizon)]
-    return _answer(model, outputs["quantiles"], body.horizon, timestamps=stamps, **ood_field(request, model, outputs))
+    return _answer(model, outputs["quantiles"], body.horizon, timestamps=stamps, **ood_field(request, model, outputs),
+                   **explanation)
 
 
 @router.post("/price", response_model=ForecastResponse, response_model_exclude_none=True, responses=ERRORS,
@@ -144,5 +168,5 @@ async def forecast_traffic(body: TrafficRequest, request: Request, repo: Reposit
 async def forecast_price(body: PriceRequest, request: Request, repo: RepositoryDep) -> JSONBytes:
     model = _model_for(repo, PRICE_TASK, body.model, body.horizon)
     feeds = {"closes": np.asarray(body.history[-PRICE_DAYS:], dtype=np.float32)[None, :]}
-    outputs = await run_model(request, model, feeds)
-    return _answer(model, outputs["quantiles"], body.horizon, **ood_field(request, model, outputs))
+    outputs, explanation = await _run(request, model, feeds, "closes", body.horizon, body.explain)
+    return _answer(model, outputs["quantiles"], body.horizon, **ood_field(request, model, outputs), **explanation)

@@ -158,6 +158,16 @@ def int_option(options: dict, name: str, default: int, low: int, high: int) -> i
     return value
 
 
+def bool_option(options: dict, name: str, default: bool = False) -> bool:
+    """A JSON boolean, or in a multipart form the text true/false (1/0)."""
+    value = options.get(name, default)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
+        value = value.strip().lower() in ("true", "1")
+    if not isinstance(value, bool):
+        raise Unprocessable(f"{name!r} must be a boolean (true or false)")
+    return value
+
+
 def model_option(options: dict) -> str | None:
     value = options.get("model")
     if value is None or value == "":

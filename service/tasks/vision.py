@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from service.api.deps import RepositoryDep, error_responses, run_model
+from service.api.deps import RepositoryDep, error_responses
 from service.errors import InferenceFailed, ModelLoadError, Unprocessable
+from service.explain import (EXPLAIN_DESCRIPTION, ImageExplanation, check_items, image_explanation, image_fill,
+                             occlude_images, patch_masks, run_with_variants)
 from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
-from service.tasks.images import ImageSpec, decode_images, int_option, model_option, read_image_request
+from service.tasks.images import ImageSpec, bool_option, decode_images, int_option, model_option, read_image_request
 
 CLASSIFY_TASK = "image-classification"
 TUMOR_TASK = "tumor-detection"
@@ -30,12 +30,14 @@ IMAGE_BODY = {
                 "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
                            "items": {"type": "string", "format": "binary"}},
                 "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
+                "explain": {"type": "boolean", "description": EXPLAIN_DESCRIPTION},
                 "model": {"type": "string", "description": "name or name:version"}}}},
             "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
                 "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
                            "items": {"type": "string", "format": "byte", "minLength": 4,
                                      "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}},
                 "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
+                "explain": {"type": "boolean", "description": EXPLAIN_DESCRIPTION},
                 "model": {"type": "string", "description": "name or name:version"}}}},
         },
     }
@@ -44,7 +46,7 @@ ERRORS = error_responses(
     s400="Malformed body, bad base64, an undecodable image, or a model of another task",
     s413="Too many images, too many pixels or too large a body",
     s415="Not multipart/JSON, or an image that is not PNG, JPEG or WebP",
-    s422="Invalid or unknown option (top_k, model)",
+    s422="Invalid or unknown option (top_k, explain, model); explain with too many images",
 )
 
 
@@ -58,6 +60,7 @@ class Classification(BaseModel):
     score: float
     top_k: list[LabelScore]
     ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
+    explanation: ImageExplanation | None = Field(default=None, description="with explain: for the predicted label")
 
 
 class ClassifyResponse(BaseModel):
@@ -78,6 +81,8 @@ class TumorResult(BaseModel):
     threshold: float
     subtype: Subtype | None = Field(default=None, description="present when the model has a subtype head")
     ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
+    explanation: ImageExplanation | None = Field(
+        default=None, description="with explain: for the answer given (tumour when `tumor`, else no tumour)")
 
 
 class TumorResponse(BaseModel):
@@ -120,18 +125,34 @@ def _prepare(outputs: tuple[str, ...]):
 PREPARERS = {CLASSIFY_TASK: _prepare(("probabilities",)), TUMOR_TASK: _prepare(("tumor_probability",))}
 
 
-async def _run_images(request: Request, model: ModelVersion, images: list[bytes]) -> dict[str, np.ndarray]:
+class _Occlusion:
+    """With explain: each image's patch-occluded variants (run with the images) and what they did to a score."""
+
+    def __init__(self, pixels: np.ndarray, masks: np.ndarray, outputs: list[dict]):
+        self.pixels, self.masks, self.outputs = pixels, masks, outputs
+
+    def explain(self, results: list[dict], base: np.ndarray, scores) -> None:
+        """base [n]: each image's score for its answer; scores(i, outputs): its variants' scores for that answer."""
+        for i, result in enumerate(results):
+            result["explanation"] = image_explanation(self.pixels[i], base[i], scores(i, self.outputs[i]), self.masks)
+
+
+async def _run_images(request: Request, model: ModelVersion, images: list[bytes],
+                      explain: bool = False) -> tuple[dict[str, np.ndarray], _Occlusion | None]:
+    """The model's outputs for the images (more than one batch ride as several, concurrently; rows come back in
+    order), and with explain their occluded variants' outputs, run with them."""
     settings = request.app.state.settings
     spec = _image_input(model)
     pixels = await decode_images(images, ImageSpec.from_manifest(model.manifest.preprocessing, spec.shape),
                                  settings.max_image_pixels)
-    # Larger requests than one batch ride as several, concurrently; rows come back in order.
-    step = model.batcher.max_batch_size or len(pixels)
-    if len(pixels) <= step:
-        return await run_model(request, model, {spec.name: pixels})
-    parts = await asyncio.gather(*(run_model(request, model, {spec.name: pixels[i:i + step]})
-                                   for i in range(0, len(pixels), step)))
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    if not explain:
+        outputs, _ = await run_with_variants(request, model, {spec.name: pixels}, [])
+        return outputs, None
+    masks = patch_masks(pixels.shape[1], pixels.shape[2])
+    fill = image_fill(model.manifest.preprocessing, pixels.shape[3])
+    variants = [{spec.name: occlude_images(image, masks, fill)} for image in pixels]
+    outputs, varied = await run_with_variants(request, model, {spec.name: pixels}, variants)
+    return outputs, _Occlusion(pixels, masks, varied)
 
 
 async def _read(request: Request, allowed: set[str]):
@@ -140,17 +161,20 @@ async def _read(request: Request, allowed: set[str]):
     unknown = sorted(set(body.options) - allowed)
     if unknown:
         raise Unprocessable(f"unknown fields {unknown}; allowed: images, {', '.join(sorted(allowed))}")
-    return body
+    explain = bool_option(body.options, "explain")
+    if explain:
+        check_items(len(body.images))
+    return body, explain
 
 
 @router.post("/images/classify", response_model=ClassifyResponse, responses=ERRORS, openapi_extra=IMAGE_BODY,
              summary="Classify images (multipart files or base64 JSON)")
 async def classify(request: Request, repo: RepositoryDep) -> JSONBytes:
-    body = await _read(request, {"top_k", "model"})
+    body, explain = await _read(request, {"top_k", "explain", "model"})
     top_k = int_option(body.options, "top_k", 5, 1, 10)
     model = repo.for_task(CLASSIFY_TASK, model_option(body.options))
     labels = model.manifest.labels
-    outputs = await _run_images(request, model, body.images)
+    outputs, occlusion = await _run_images(request, model, body.images, explain)
     probabilities = outputs.get("probabilities")
     if probabilities is None or probabilities.ndim != 2 or probabilities.shape[1] != len(labels):
         raise InferenceFailed(f"model {model.name!r} must output 'probabilities' [batch, {len(labels)}]")
@@ -160,6 +184,9 @@ async def classify(request: Request, repo: RepositoryDep) -> JSONBytes:
     for row, indices in zip(probabilities, order):
         ranked = [{"label": labels[i], "score": float(row[i])} for i in indices]
         results.append({"label": ranked[0]["label"], "score": ranked[0]["score"], "top_k": ranked})
+    if occlusion:  # for the predicted label
+        occlusion.explain(results, probabilities[np.arange(len(order)), order[:, 0]],
+                          lambda i, varied: varied["probabilities"][:, order[i, 0]])
     attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})
 
@@ -167,14 +194,17 @@ async def classify(request: Request, repo: RepositoryDep) -> JSONBytes:
 @router.post("/tumor/detect", response_model=TumorResponse, responses=ERRORS, openapi_extra=IMAGE_BODY,
              summary="Detect brain tumors in MRI slices (multipart files or base64 JSON)")
 async def detect_tumor(request: Request, repo: RepositoryDep) -> JSONBytes:
-    body = await _read(request, {"model"})
+    body, explain = await _read(request, {"explain", "model"})
     model = repo.for_task(TUMOR_TASK, model_option(body.options))
     threshold = float(model.manifest.parameters.get("threshold", 0.5))
-    outputs = await _run_images(request, model, body.images)
-    probability = outputs.get("tumor_probability")
-    if probability is None:
+    outputs, occlusion = await _run_images(request, model, body.images, explain)
+    if outputs.get("tumor_probability") is None:
         raise InferenceFailed(f"model {model.name!r} must output 'tumor_probability'")
-    probability = probability.reshape(len(body.images), -1)[:, -1]
+
+    def tumor_probability(values: dict) -> np.ndarray:
+        return values["tumor_probability"].reshape(len(values["tumor_probability"]), -1)[:, -1]
+
+    probability = tumor_probability(outputs)
     subtypes = outputs.get("subtype_probabilities")
     labels = model.manifest.labels
     results = []
@@ -186,6 +216,9 @@ async def detect_tumor(request: Request, repo: RepositoryDep) -> JSONBytes:
             result["subtype"] = {"label": labels[best], "score": float(row[best]),
                                  "probabilities": {label: float(v) for label, v in zip(labels, row)}}
         results.append(result)
+    if occlusion:  # for the answer given: P(tumour) when it says tumour, else P(no tumour), up to a constant
+        sign = np.where(probability >= threshold, 1.0, -1.0)
+        occlusion.explain(results, sign * probability, lambda i, varied: sign[i] * tumor_probability(varied))
     attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})
 
