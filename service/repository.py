@@ -17,16 +17,15 @@ from typing import Awaitable, Callable
 
 import numpy as np
 
-from service.batching import Batcher, BatchStats, RunTracker, resolve_instances
+from service.backends import Backend, backend_for
+from service.batching import BatchStats, RunTracker
 from service.errors import BadRequest, ModelLoadError, NotFound, ServiceUnavailable
-from service.generation.engine import GenerationMetrics
-from service.generation.runtime import EngineBatcher, GenerationRuntime, load_generation
 from service.heap import freeze_long_lived
 from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, valid_version
 from service.metrics import Metrics
 from service.ood import OodProfile, load_ood
 from service.runtime import OnnxRuntimeSession
-from service.settings import Settings, cpu_cores
+from service.settings import Settings
 
 log = logging.getLogger("neuroserve.repository")
 
@@ -55,30 +54,38 @@ class VersionStats:
 
 @dataclass
 class ModelVersion:
-    """One loaded version: its manifest, session and batcher."""
+    """One loaded version: its manifest and its backend (service/backends.py: the graphs, the queue)."""
 
     name: str
     version: str
     manifest: Manifest
     folder: Path
-    session: OnnxRuntimeSession | GenerationRuntime  # a generation model: its graphs, tokenizer and engine
-    batcher: Batcher | EngineBatcher
+    backend: Backend
     stats: VersionStats = field(default_factory=VersionStats)
     extras: dict = field(default_factory=dict)  # what the task adapter prepared at load (a tokenizer, ...)
     ood: OodProfile | None = None  # manifest `ood`: scores answers' inputs (service/ood.py)
-    # On CUDA with batch buckets: one session per bucket size (the smallest bucket's is `session`); empty otherwise
-    bucket_sessions: dict[int, OnnxRuntimeSession] = field(default_factory=dict)
+
+    @property
+    def session(self):
+        """The backend's tensor face (inputs, outputs, output_names; a generation model's tokenizer and engine)."""
+        return self.backend.session
+
+    @property
+    def batcher(self):
+        return self.backend.batcher
+
+    @property
+    def bucket_sessions(self) -> dict[int, OnnxRuntimeSession]:
+        return self.backend.bucket_sessions
 
     @property
     def provider(self) -> str:
-        return self.session.provider
+        return self.backend.provider
 
     @property
     def graphs(self) -> list[OnnxRuntimeSession]:
         """Every ONNX Runtime session of this version (a generation model has one per graph)."""
-        if isinstance(self.session, GenerationRuntime):
-            return list(self.session.graphs.values())
-        return [self.session, *(s for s in self.bucket_sessions.values() if s is not self.session)]
+        return self.backend.graphs
 
     @property
     def providers(self) -> list[str]:
@@ -102,7 +109,7 @@ class ModelVersion:
         and queueing on it) and return an awaitable of (outputs, stats)."""
         started = time.perf_counter_ns()
         try:
-            future = self.batcher.submit(feeds, self._rows(feeds))
+            future = self.backend.submit(feeds, self._rows(feeds))
         except Exception:
             self._count_failure(started)
             raise
@@ -285,7 +292,7 @@ class ModelRepository:
                     entry.reason = f"reload failed, still serving the previous load: {exc}"
                 return entry
             for version in versions.values():
-                version.batcher.start()
+                version.backend.start()
             old = entry.versions
             entry.versions = versions
             entry.task, entry.priority = manifest.task, manifest.priority
@@ -331,7 +338,7 @@ class ModelRepository:
 
     async def _retire(self, versions: dict[str, ModelVersion]) -> None:
         for version in versions.values():
-            await version.batcher.close(self.settings.drain_timeout_s)
+            await version.backend.close(self.settings.drain_timeout_s)
 
     def _build(self, name: str, folder: Path) -> tuple[Manifest, dict[str, ModelVersion]]:
         """Blocking: read the manifest, open a session per version, warm each up."""
@@ -341,15 +348,12 @@ class ModelRepository:
         version_dirs = sorted((p for p in folder.iterdir() if p.is_dir() and valid_version(p.name)), key=lambda p: int(p.name))
         if not version_dirs:
             raise ModelLoadError(f"{folder} has no version folder (<positive integer>/{MODEL_FILE})")
+        backend = backend_for(manifest)  # the one place a manifest picks its backend
         versions = {}
         for version_dir in version_dirs:
-            bucket_sessions = {}
-            if manifest.graphs:
-                session, batcher = self._open_generation(name, manifest, version_dir)
-            else:
-                session, batcher, bucket_sessions = self._open_graph(name, manifest, version_dir)
-            version = ModelVersion(name, version_dir.name, manifest, folder, session, batcher,
-                                   bucket_sessions=bucket_sessions)
+            version = ModelVersion(name, version_dir.name, manifest, folder,
+                                   backend.load(name, manifest, version_dir, self.settings, metrics=self.metrics,
+                                                tracker=self.runs))
             prepare = self.preparers.get(manifest.task)
             if prepare is not None:
                 try:
@@ -362,76 +366,3 @@ class ModelRepository:
                 version.ood = load_ood(version)  # the out-of-distribution profile, checked against this graph
             versions[version_dir.name] = version
         return manifest, versions
-
-    def _open_graph(self, name: str, manifest: Manifest,
-                    version_dir: Path) -> tuple[OnnxRuntimeSession, Batcher, dict[int, OnnxRuntimeSession]]:
-        """The graph's session(s), warmed, and its batcher; on CUDA with buckets also one session per bucket."""
-        model_file = version_dir / MODEL_FILE
-        if not model_file.is_file():
-            raise ModelLoadError(f"{model_file} is missing")
-        session = OnnxRuntimeSession.load(model_file, manifest, self.settings)
-        policy = manifest.batching
-        if any(spec.shape[:1] != [-1] for spec in session.inputs):
-            policy = policy.model_copy(update={"max_batch_size": 0})  # no batch axis: run requests one by one
-        gpu = session.provider != "CPUExecutionProvider"
-        instances = resolve_instances(self.settings.model_instances, policy, gpu=gpu)
-        buckets = self._buckets(policy, gpu)
-        solo = self._open_solo(model_file, manifest, session, instances)
-        per_bucket = self._open_bucket_sessions(model_file, manifest, session, buckets) if gpu else {}
-        # Warm-up, the one place: each bucket session at its own shape; else the session (and the solo one) at every
-        # bucket (one shared session: the CPU, where nothing is planned per shape) or at batch 1 without buckets.
-        warm_ups = [(s, [size]) for size, s in per_bucket.items()] or [(s, buckets) for s in (session, solo) if s]
-        for warm, shapes in warm_ups:
-            self._warm_up(warm, shapes)
-        batcher = Batcher(f"{name}:{version_dir.name}", session.run, policy, max_queue_size=self.settings.max_queue_size,
-                          instances=instances, solo_runner=solo.run if solo else None, tracker=self.runs,
-                          buckets=buckets, bucket_runners={size: s.run for size, s in per_bucket.items()})
-        return session, batcher, per_bucket
-
-    def _open_bucket_sessions(self, model_file: Path, manifest: Manifest, session: OnnxRuntimeSession,
-                              buckets: list[int] | None) -> dict[int, OnnxRuntimeSession]:
-        """On CUDA, one session per bucket, all with the same options: the CUDA provider keeps its convolution plans
-        per session and re-plans on every change of shape, so one session switching between warmed buckets still
-        re-plans (on an H200, cifar10-resnet, random batches 1-64 padded to 7 buckets: 1,680 images/s on one session,
-        21,317 with one per bucket). `session` serves the smallest bucket. Each session holds its own copy of the
-        weights and its own arena on the GPU: as many sessions as the model has buckets (7 for a max_batch_size of
-        64; fewer with the manifest's batching.buckets). Empty without buckets."""
-        if not buckets:
-            return {}
-        return {size: session if i == 0 else OnnxRuntimeSession.load(model_file, manifest, self.settings)
-                for i, size in enumerate(buckets)}
-
-    def _buckets(self, policy, gpu: bool) -> list[int] | None:
-        """The batch sizes this model's runs are padded to, or None (NEUROSERVE_BATCH_BUCKETS: auto = on a GPU only)."""
-        wanted = self.settings.batch_buckets == "on" or (self.settings.batch_buckets == "auto" and gpu)
-        return policy.bucket_sizes() if wanted and policy.max_batch_size > 0 else None
-
-    def _open_solo(self, model_file: Path, manifest: Manifest, session: OnnxRuntimeSession,
-                   instances: int) -> OnnxRuntimeSession | None:
-        """The solo session (settings.solo_session): the instances' whole thread budget in one session, for a
-        request that arrives while nothing else runs. None where it would not have more threads (one
-        instance, one core) or threads do not matter (a GPU provider). On 2 idle cores a lone request ran
-        2.0x faster on it for the CIFAR CNN, 1.6x for its INT8 variant, 1.2x for the sentiment LSTM
-        (docs/benchmarks.md)."""
-        threads = min(cpu_cores(), instances * self.settings.intra_op_threads)  # this worker's share of the cores
-        if (not self.settings.solo_session or threads <= self.settings.intra_op_threads
-                or session.provider != "CPUExecutionProvider"):
-            return None
-        return OnnxRuntimeSession.load(model_file, manifest, self.settings, intra_op_threads=threads)
-
-    def _open_generation(self, name: str, manifest: Manifest, version_dir: Path) -> tuple[GenerationRuntime, EngineBatcher]:
-        """A translation or chat model: several graphs, one decode engine (service.generation), warmed up."""
-        runtime = load_generation(version_dir, manifest, self.settings, GenerationMetrics(self.metrics, name),
-                                  tracker=self.runs)
-        return runtime, EngineBatcher(f"{name}:{version_dir.name}", runtime, manifest.batching)
-
-    def _warm_up(self, session: OnnxRuntimeSession, buckets: list[int] | None = None) -> None:
-        """warmup_runs runs at batch 1, or at each of `buckets`: each shape the batcher will run on this session is
-        planned before the model is ready (on CUDA, with the provider options it serves with)."""
-        try:
-            for batch in buckets or [1]:
-                feeds = session.dummy_feeds(batch=batch)
-                for _ in range(self.settings.warmup_runs):
-                    session.run(feeds)
-        except Exception as exc:
-            raise ModelLoadError(f"{session.path}: warm-up run failed: {exc}") from exc

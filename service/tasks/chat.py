@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.api.deps import RepositoryDep, error_responses, mark_model, run_generation
-from service.errors import ModelLoadError, NeuroserveError, Unprocessable, error_body
+from service.errors import NeuroserveError, Unprocessable, error_body
 from service.generation.contract import CHAT_TASK
 from service.generation.engine import AsyncEvents, Job, cancel_unfinished
 from service.generation.runtime import ChatModel, off_loop
@@ -35,15 +35,6 @@ ERRORS = error_responses(
     s404="Unknown model",
     s422="Invalid fields; an unsupported role; a conversation whose last message does not fit the context; "
          "max_tokens over the model's bound")
-
-
-def prepare_chat(model: ModelVersion) -> dict:
-    if not isinstance(model.session, ChatModel):
-        raise ModelLoadError("a chat model names its graph in the manifest: {\"decoder\": ...}")
-    return {}
-
-
-PREPARERS = {CHAT_TASK: prepare_chat}
 
 
 class ContentPart(BaseModel):

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.api.deps import RepositoryDep, error_responses, mark_model, run_generation
-from service.errors import ModelLoadError, Unprocessable
+from service.errors import Unprocessable
 from service.generation.contract import TRANSLATION_TASK
 from service.generation.engine import AsyncEvents
 from service.generation.runtime import Translator, off_loop
@@ -23,15 +23,6 @@ LANGUAGE = r"^[A-Za-z]{2,3}([_-][A-Za-z0-9]{2,8})?$"
 router = APIRouter(prefix="/v1/text", tags=["text"], dependencies=[Depends(require_api_key)])
 ERRORS = error_responses(s422="Empty, over-long (characters or tokens) or too many texts; an unsupported language "
                               "pair; beam_size or max_tokens over the model's bounds; unknown fields")
-
-
-def prepare_translator(model: ModelVersion) -> dict:
-    if not isinstance(model.session, Translator):
-        raise ModelLoadError("a translation model names its graphs in the manifest: {\"encoder\": ..., \"decoder\": ...}")
-    return {}
-
-
-PREPARERS = {TRANSLATION_TASK: prepare_translator}
 
 
 class TranslateRequest(BaseModel):
