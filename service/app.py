@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api import oip, ops
+from service.api import cards, oip, ops, playground
 from service.errors import NeuroserveError, error_body
 from service.heap import PauseTimer
 from service.logs import configure_logging
@@ -148,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oip.router)
     app.include_router(oip.repository_router)
     app.include_router(ops.router)
+    app.include_router(cards.router)
+    app.include_router(playground.router)  # the static page: loads without a key, asks for one (service/api/playground.py)
     for router in task_routers():
         app.include_router(router)
 

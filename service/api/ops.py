@@ -48,6 +48,7 @@ async def list_models(repo: RepositoryDep) -> JSONBytes:
             "provider_fallback": first.provider_fallback if first else False,  # asked for CUDA, runs on the CPU
             "provider": first.provider if first else None,
             "description": first.manifest.description if first else "",
+            "priority": entry.priority if entry else None,  # the task's default model is its ready one with the highest
             "ood": bool(first and first.ood is not None),  # answers carry ood scores (service/ood.py)
         })
     return JSONBytes({"object": "list", "data": data})

@@ -1,0 +1,41 @@
+"""A model's card, read-only: GET /v1/models/{name}/card -> its README.md and card.json (for the playground)."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends
+
+from service.api.deps import ModelName, RepositoryDep
+from service.errors import NotFound
+from service.responses import JSONBytes
+from service.security import require_api_key
+
+router = APIRouter(tags=["ops"])
+CARD_FILES = ("README.md", "card.json")  # the only files this route reads: nothing else in the folder is reachable
+MAX_CARD_BYTES = 1 << 20
+
+
+def _read(folder, file: str) -> str | None:
+    path = folder / file
+    if not path.is_file() or path.is_symlink() or path.stat().st_size > MAX_CARD_BYTES:
+        return None
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+@router.get("/v1/models/{model_name}/card", summary="A model's card: README.md (markdown) and card.json",
+            dependencies=[Depends(require_api_key)],
+            responses={400: {"description": "Invalid model name"}, 401: {"description": "Missing or wrong API key"},
+                       404: {"description": "Unknown model, or a model without a card"}})
+async def model_card(model_name: ModelName, repo: RepositoryDep) -> JSONBytes:
+    folder = repo.model_folder(model_name)  # validates the name ([a-z0-9][a-z0-9._-]*) and stays inside the repository
+    if not (folder / "manifest.json").is_file():
+        raise NotFound(f"unknown model {model_name!r}")
+    readme, card = (_read(folder, file) for file in CARD_FILES)
+    if readme is None and card is None:
+        raise NotFound(f"model {model_name!r} has no card (README.md or card.json)")
+    try:
+        card_data = json.loads(card) if card is not None else None
+    except ValueError:
+        card_data = None
+    return JSONBytes({"model": model_name, "readme": readme or "", "card": card_data})

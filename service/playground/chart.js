@@ -1,0 +1,62 @@
+// The forecast chart, drawn as SVG: the history, the interval band and the median forecast, with a y axis.
+import { s } from "./dom.js";
+
+const W = 720;
+const H = 300;
+const PAD = { left: 58, right: 16, top: 14, bottom: 34 };
+
+function niceTicks(lo, hi, count = 5) {
+  const span = hi - lo || Math.abs(hi) || 1;
+  const raw = span / count;
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * 10 ** Math.floor(Math.log10(raw))).find((x) => x >= raw);
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) ticks.push(+v.toFixed(10));
+  return ticks;
+}
+
+const fmt = (v) => (Math.abs(v) >= 1000 ? v.toLocaleString("en-US", { maximumFractionDigits: 0 }) : String(+v.toFixed(2)));
+
+// history: numbers; forecast/lower/upper: numbers (same length); labels: {start, split, end} texts for the x axis.
+export function forecastChart({ history, forecast, lower, upper, labels = {}, unit = "" }) {
+  const n = history.length + forecast.length;
+  const values = [...history, ...lower, ...upper];
+  let lo = Math.min(...values);
+  let hi = Math.max(...values);
+  const margin = (hi - lo) * 0.06 || 1;
+  lo -= margin;
+  hi += margin;
+  const x = (i) => PAD.left + (i / Math.max(1, n - 1)) * (W - PAD.left - PAD.right);
+  const y = (v) => PAD.top + (1 - (v - lo) / (hi - lo)) * (H - PAD.top - PAD.bottom);
+  const line = (points) => points.map(([i, v], k) => `${k ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+
+  const h0 = history.length - 1; // the forecast is drawn from the last observed value on
+  const hist = history.map((v, i) => [i, v]);
+  const med = [[h0, history[h0]], ...forecast.map((v, k) => [h0 + 1 + k, v])];
+  const band = [[h0, history[h0]], ...upper.map((v, k) => [h0 + 1 + k, v]),
+    ...lower.map((v, k) => [h0 + 1 + k, v]).reverse()];
+
+  const grid = niceTicks(lo, hi).map((t) => s("g", { class: "tick" },
+    s("line", { x1: PAD.left, x2: W - PAD.right, y1: y(t), y2: y(t) }),
+    s("text", { x: PAD.left - 8, y: y(t) + 4, "text-anchor": "end", text: fmt(t) })));
+  const axis = [
+    s("text", { class: "axis-label", x: PAD.left, y: H - 10, "text-anchor": "start", text: labels.start || "" }),
+    s("text", { class: "axis-label", x: x(h0), y: H - 10, "text-anchor": "middle", text: labels.split || "now" }),
+    s("text", { class: "axis-label", x: W - PAD.right, y: H - 10, "text-anchor": "end", text: labels.end || "" }),
+    s("line", { class: "now", x1: x(h0), x2: x(h0), y1: PAD.top, y2: H - PAD.bottom }),
+  ];
+  const title = `History of ${history.length} values and a forecast of ${forecast.length} steps${unit ? ` (${unit})` : ""}`;
+  return s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title },
+    s("title", { text: title }),
+    s("g", { class: "grid" }, grid),
+    s("path", { class: "series band", "data-series": "interval", d: `${line(band)} Z` }),
+    s("path", { class: "series history", "data-series": "history", d: line(hist) }),
+    s("path", { class: "series forecast", "data-series": "forecast", d: line(med) }),
+    axis);
+}
+
+export function legend(interval) {
+  const item = (cls, text) => s("g", {}, s("rect", { class: `key ${cls}`, width: 18, height: 10, y: 2 }), s("text", { x: 24, y: 11, text }));
+  const parts = [item("history", "history"), item("forecast", "median forecast"), item("band", `${Math.round(interval * 100)}% interval`)];
+  parts.forEach((p, i) => p.setAttribute("transform", `translate(${[0, 90, 240][i]},0)`));
+  return s("svg", { class: "legend", viewBox: "0 0 380 16", "aria-hidden": "true" }, parts);
+}
