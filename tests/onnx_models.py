@@ -238,6 +238,24 @@ def quantized_mlp(features: int = 16, hidden: int = 32, seed: int = 0) -> tuple[
         return model, onnx.load(target)
 
 
+def tiny_fraud(features: int = 30) -> onnx.ModelProto:
+    """probability = sigmoid(0.01 x Amount (the last column) - 1): Amount 0 -> 0.27, 100 -> 0.5, 200 -> 0.73."""
+    w = np.zeros((features, 1), np.float32)
+    w[-1, 0] = 0.01
+    inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([-1.0], np.float32), "b"),
+             numpy_helper.from_array(np.array([-1], np.int64), "flat")]
+    return _model(
+        [helper.make_node("MatMul", ["transactions", "w"], ["z0"]), helper.make_node("Add", ["z0", "b"], ["z"]),
+         helper.make_node("Reshape", ["z", "flat"], ["zf"]), helper.make_node("Sigmoid", ["zf"], ["probability"])],
+        [helper.make_tensor_value_info("transactions", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["batch"])],
+        inits,
+    )
+
+
+FRAUD_FEATURES = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+
+
 def write_model(root: Path, name: str, model: onnx.ModelProto | bytes, *, task: str = "tensor",
                 versions=("1",), batching: dict | None = None, **manifest) -> Path:
     folder = root / name
@@ -280,6 +298,9 @@ def build_repository(root: Path) -> Path:
                 parameters={"interval": 0.8, "horizon": 24})
     write_model(root, "tiny-prices", tiny_forecaster("closes", 60, 5), task="price-forecast",
                 parameters={"interval": 0.8, "horizon": 5})
+    write_model(root, "tiny-fraud", tiny_fraud(), task="fraud-scoring", labels=["legitimate", "fraud"],
+                parameters={"threshold": 0.6, "features": FRAUD_FEATURES},
+                batching={"max_batch_size": 1024, "max_queue_delay_ms": 0})
     from tests.generation_models import add_generation_models
 
     add_generation_models(root)  # tiny-translate, tiny-chat (when torch is installed)

@@ -117,3 +117,41 @@ def expected_calibration_error(y: np.ndarray, prob: np.ndarray, bins: int = 10) 
         if m.any():
             ece += m.mean() * abs(prob[m].mean() - y[m].mean())
     return float(ece)
+
+
+def average_precision(y: np.ndarray, score: np.ndarray) -> float:
+    """AUPRC as average precision (sum over positives of precision at their rank; ties handled per distinct score)."""
+    y = np.asarray(y).astype(bool)
+    if not y.any():
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, score)
+    P, N = y.sum(), (~y).sum()
+    tp, fp = tpr * P, fpr * N
+    precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=(tp + fp) > 0)
+    return float(np.sum(np.diff(tpr) * precision[1:]))
+
+
+def precision_recall_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, thresholds) at every distinct score, thresholds descending (positive when >=)."""
+    y = np.asarray(y).astype(bool)
+    fpr, tpr, thr = roc_curve(y, score)
+    tp, fp = tpr[1:] * y.sum(), fpr[1:] * (~y).sum()
+    return tp / np.maximum(tp + fp, 1), tpr[1:], thr[1:]
+
+
+def recall_at_precision(y: np.ndarray, score: np.ndarray, min_precision: float = 0.95) -> float:
+    """The highest recall among thresholds whose precision is >= min_precision (0 when none reaches it)."""
+    precision, recall, _ = precision_recall_points(y, score)
+    ok = precision >= min_precision - 1e-12
+    return float(recall[ok].max()) if ok.any() else 0.0
+
+
+def threshold_for_precision(y: np.ndarray, score: np.ndarray, min_precision: float = 0.95) -> float:
+    """The lowest threshold (most recall) whose precision is >= min_precision; the top score when none is."""
+    precision, _, thr = precision_recall_points(y, score)
+    ok = np.flatnonzero(precision >= min_precision - 1e-12)
+    return float(thr[ok[-1]]) if len(ok) else float(thr[0])
+
+
+def brier(y: np.ndarray, prob: np.ndarray) -> float:
+    return float(np.mean((np.asarray(prob, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2))

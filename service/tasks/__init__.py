@@ -12,7 +12,7 @@ import importlib
 
 from fastapi import APIRouter
 
-TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat"]
+TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat", "fraud"]
 
 
 def _modules():

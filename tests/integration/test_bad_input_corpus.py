@@ -43,6 +43,7 @@ def corpus():
                                     {"name": "b", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}]}).encode()
     add = lambda **kw: {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},  # noqa: E731
                                    {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}], **kw}
+    tx = {"Time": 406.0, **{f"V{i}": 0.5 for i in range(1, 29)}, "Amount": 12.5}
     cases = {
         # images
         "truncated png": ("/v1/images/classify", {"json": {"images": [b64(good_png[: len(good_png) // 2])]}}),
@@ -67,6 +68,17 @@ def corpus():
         "negative price": ("/v1/forecast/price", {"json": {"history": [1.0] * 59 + [-5.0]}}),
         "huge history": ("/v1/forecast/price", {"json": {"history": [1.0] * 200_000}}),
         "history of strings": ("/v1/forecast/price", {"json": {"history": ["1"] * 60}}),
+        # fraud scoring
+        "fraud: missing column": ("/v1/fraud/score", {"json": {"transactions": [{k: v for k, v in tx.items() if k != "V9"}]}}),
+        "fraud: unknown column": ("/v1/fraud/score", {"json": {"transactions": [{**tx, "Merchant": 1.0}]}}),
+        "fraud: negative Amount": ("/v1/fraud/score", {"json": {"transactions": [{**tx, "Amount": -10.0}]}}),
+        "fraud: NaN": ("/v1/fraud/score", {"content": json.dumps({"transactions": [tx]}).replace('"V2": 0.5', '"V2": NaN').encode(),
+                                           "headers": {"Content-Type": "application/json"}}),
+        "fraud: 1,025 transactions": ("/v1/fraud/score", {"json": {"transactions": [tx] * 1025}}),
+        "fraud: threshold 2": ("/v1/fraud/score", {"json": {"transactions": [tx], "threshold": 2}}),
+        "fraud: Amount as text": ("/v1/fraud/score", {"json": {"transactions": [{**tx, "Amount": "12.50"}]}}),
+        "fraud: transactions an object": ("/v1/fraud/score", {"json": {"transactions": tx}}),
+        "fraud: unknown parameter": ("/v1/fraud/score", {"json": {"transactions": [tx], "explain_all": True}}),
         # Open Inference Protocol
         "oip wrong dtype": ("/v2/models/add-sub/infer", {"json": {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "INT8", "data": [1, 2, 3, 4]}]}}),
         "oip wrong shape": ("/v2/models/add-sub/infer", {"json": add(inputs=[{"name": "a", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}])}),

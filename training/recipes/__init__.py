@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "prices": "training.recipes.prices:PricesRecipe",
     "translation": "training.recipes.generation:TranslationRecipe",
     "chat": "training.recipes.generation:ChatRecipe",
+    "fraud": "training.recipes.fraud:FraudRecipe",
 }
 
 
