@@ -116,6 +116,11 @@ def _drop_none(**fields: Any) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if value is not None}
 
 
+def _explain_form(explain: bool) -> str | None:
+    """The multipart form's explain field: sent only when asked (older servers refuse unknown fields)."""
+    return "true" if explain else None
+
+
 def _texts(texts: str | Sequence[str]) -> list[str]:
     return [texts] if isinstance(texts, str) else list(texts)
 
@@ -156,21 +161,23 @@ class _Endpoints:
 
     # -- task endpoints ------------------------------------------------------------------------------
     def classify_images(self, images: ImageInput | Iterable[ImageInput], top_k: int = 5,
-                        model: str | None = None) -> ClassifyResult:
-        """POST /v1/images/classify: paths, bytes, PIL images or uint8 arrays; the top_k labels of each."""
-        form = _drop_none(top_k=str(top_k), model=model)
+                        model: str | None = None, explain: bool = False) -> ClassifyResult:
+        """POST /v1/images/classify: paths, bytes, PIL images or uint8 arrays; the top_k labels of each.
+        explain=True: each result's `explanation` (at most 8 images; docs/explanations.md)."""
+        form = _drop_none(top_k=str(top_k), model=model, explain=_explain_form(explain))
         return self._execute(Call("POST", "/v1/images/classify", _reads(ClassifyResult),
                                   files=image_files(images), data=form))
 
-    def detect_tumor(self, images: ImageInput | Iterable[ImageInput], model: str | None = None) -> TumorResult:
+    def detect_tumor(self, images: ImageInput | Iterable[ImageInput], model: str | None = None,
+                     explain: bool = False) -> TumorResult:
         """POST /v1/tumor/detect: tumor probability (and subtype, when the model has one) per MRI slice."""
         return self._execute(Call("POST", "/v1/tumor/detect", _reads(TumorResult), files=image_files(images),
-                                  data=_drop_none(model=model)))
+                                  data=_drop_none(model=model, explain=_explain_form(explain))))
 
-    def sentiment(self, texts: str | Sequence[str], model: str | None = None) -> SentimentResult:
-        """POST /v1/text/sentiment: positive/negative and P(positive) per text."""
+    def sentiment(self, texts: str | Sequence[str], model: str | None = None, explain: bool = False) -> SentimentResult:
+        """POST /v1/text/sentiment: positive/negative and P(positive) per text (explain=True: a weight per word)."""
         return self._execute(Call("POST", "/v1/text/sentiment", _reads(SentimentResult),
-                                  json=_drop_none(texts=_texts(texts), model=model)))
+                                  json=_drop_none(texts=_texts(texts), model=model, explain=explain or None)))
 
     def translate(self, texts: str | Sequence[str], source: str = "en", target: str = "de",
                   beam_size: int | None = None, model: str | None = None) -> Translation:
@@ -180,16 +187,17 @@ class _Endpoints:
 
     def forecast_traffic(self, history: Iterable[float], start: datetime | str | None = None,
                          timestamps: Sequence[datetime | str] | None = None, horizon: int = 24,
-                         model: str | None = None) -> Forecast:
+                         model: str | None = None, explain: bool = False) -> Forecast:
         """POST /v1/forecast/traffic: hourly volumes (>= 168, oldest first) and exactly one of start/timestamps."""
         body = _drop_none(history=_floats(history), start=None if start is None else _time(start),
                           timestamps=None if timestamps is None else [_time(t) for t in timestamps],
-                          horizon=horizon, model=model)
+                          horizon=horizon, model=model, explain=explain or None)
         return self._execute(Call("POST", "/v1/forecast/traffic", _reads(Forecast), json=body))
 
-    def forecast_price(self, history: Iterable[float], horizon: int = 5, model: str | None = None) -> Forecast:
+    def forecast_price(self, history: Iterable[float], horizon: int = 5, model: str | None = None,
+                       explain: bool = False) -> Forecast:
         """POST /v1/forecast/price: daily closes (>= 60, oldest first) -> the next 1-5 closes."""
-        body = _drop_none(history=_floats(history), horizon=horizon, model=model)
+        body = _drop_none(history=_floats(history), horizon=horizon, model=model, explain=explain or None)
         return self._execute(Call("POST", "/v1/forecast/price", _reads(Forecast), json=body))
 
     def chat(self, messages: str | Sequence[Message], model: str | None = None, *, max_tokens: int | None = None,

@@ -2,7 +2,7 @@
 
     neuroserve predict image cat.png dog.png --top-k 3
     neuroserve predict tumor scan.png
-    neuroserve sentiment "what a great film"
+    neuroserve sentiment "what a great film" --explain
     neuroserve translate "good morning"
     neuroserve chat
     neuroserve models
@@ -65,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     tumor.add_argument("images", nargs="+", help="PNG, JPEG or WebP files")
     tumor.add_argument("--model", help="model name or name:version")
     tumor.set_defaults(handler=_predict_tumor)
+    for command in (image, tumor):
+        command.add_argument("--explain-to", metavar="DIR", help="explain each answer: write DIR/<image>.explain.png "
+                                                                "(the relevance over the image; at most 8 images)")
 
     sentiment = commands.add_parser("sentiment", parents=[shared], help="sentiment of texts")
     sentiment.add_argument("texts", nargs="+")
     sentiment.add_argument("--model", help="model name or name:version")
+    sentiment.add_argument("--explain", action="store_true", help="show the words that weighed most (at most 8 texts)")
     sentiment.set_defaults(handler=_sentiment)
 
     translate = commands.add_parser("translate", parents=[shared], help="translate texts")
@@ -142,36 +146,64 @@ def _show(args: argparse.Namespace, result: Any, render: Callable[[Any], Any]) -
 
 # -- subcommands ----------------------------------------------------------------------------------------
 
+def _write_overlays(args: argparse.Namespace, result: Any) -> list[str]:
+    """With --explain-to: each result's overlay PNG written as DIR/<image stem>.explain.png; the paths ('' without)."""
+    if not args.explain_to:
+        return [""] * len(result.results)
+    from pathlib import Path
+
+    folder = Path(args.explain_to)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, (image, row) in enumerate(zip(args.images, result.results)):
+        path = folder / f"{index}-{Path(image).stem}.explain.png"
+        path.write_bytes(row.explanation.overlay_png)
+        paths.append(str(path))
+    return paths
+
+
 def _predict_image(ns, args: argparse.Namespace) -> int:
     def render(result):
-        table = _table(f"{result.model} v{result.version}", "image", "label", "score", "top-k")
-        for path, row in zip(args.images, result.results):
+        table = _table(f"{result.model} v{result.version}", "image", "label", "score", "top-k",
+                       *(["explanation"] if args.explain_to else []))
+        for path, row, overlay in zip(args.images, result.results, overlays):
             others = ", ".join(f"{t.label} {_score(t.score)}" for t in row.top_k[1:])
-            _row(table, path, row.label, _score(row.score), others)
+            _row(table, path, row.label, _score(row.score), others, *([overlay] if args.explain_to else []))
         return table
 
-    return _show(args, ns.classify_images(args.images, top_k=args.top_k, model=args.model), render)
+    result = ns.classify_images(args.images, top_k=args.top_k, model=args.model, explain=bool(args.explain_to))
+    overlays = _write_overlays(args, result)
+    return _show(args, result, render)
 
 
 def _predict_tumor(ns, args: argparse.Namespace) -> int:
     def render(result):
-        table = _table(f"{result.model} v{result.version}", "image", "tumor", "probability", "subtype")
-        for path, row in zip(args.images, result.results):
+        table = _table(f"{result.model} v{result.version}", "image", "tumor", "probability", "subtype",
+                       *(["explanation"] if args.explain_to else []))
+        for path, row, overlay in zip(args.images, result.results, overlays):
             subtype = f"{row.subtype.label} {_score(row.subtype.score)}" if row.subtype else ""
-            _row(table, path, "yes" if row.tumor else "no", _score(row.probability), subtype)
+            _row(table, path, "yes" if row.tumor else "no", _score(row.probability), subtype,
+                 *([overlay] if args.explain_to else []))
         return table
 
-    return _show(args, ns.detect_tumor(args.images, model=args.model), render)
+    result = ns.detect_tumor(args.images, model=args.model, explain=bool(args.explain_to))
+    overlays = _write_overlays(args, result)
+    return _show(args, result, render)
 
 
 def _sentiment(ns, args: argparse.Namespace) -> int:
     def render(result):
-        table = _table(f"{result.model} v{result.version}", "text", "label", "score")
+        table = _table(f"{result.model} v{result.version}", "text", "label", "score",
+                       *(["words that weighed most"] if args.explain else []))
         for text, row in zip(args.texts, result.results):
-            _row(table, text, row.label, _score(row.score))
+            why = []
+            if row.explanation:
+                ranked = sorted(zip(row.explanation.tokens, row.explanation.weights), key=lambda pair: -abs(pair[1]))
+                why = [", ".join(f"{word} {weight:+.3f}" for word, weight in ranked[:3])]
+            _row(table, text, row.label, _score(row.score), *why)
         return table
 
-    return _show(args, ns.sentiment(args.texts, model=args.model), render)
+    return _show(args, ns.sentiment(args.texts, model=args.model, explain=args.explain), render)
 
 
 def _translate(ns, args: argparse.Namespace) -> int:

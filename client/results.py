@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -19,6 +20,30 @@ class Ood:
 
 
 @dataclass
+class Explanation:
+    """Why the model answered as it did (requests with explain=True; docs/explanations.md). The fields of the
+    task are set: images relevance and overlay_png, sentiment tokens and weights, fraud and deterioration features,
+    forecasts history_weights."""
+
+    relevance: list[list[float]] | None = None  # height x width of the image as the model saw it
+    overlay_png: bytes | None = None  # the image with the relevance over it, PNG bytes (decoded from base64)
+    tokens: list[str] | None = None  # the words of the text, in order
+    weights: list[float] | None = None  # one per word; positive pushes towards the predicted label
+    features: list[tuple[str, float]] | None = None  # (name, weight), largest |weight| first
+    history_weights: list[float] | None = None  # one per history value used
+
+    @classmethod
+    def parse(cls, value: dict | None) -> "Explanation | None":
+        if not value:
+            return None
+        png = value.get("overlay_png")
+        features = value.get("features")
+        return cls(value.get("relevance"), base64.b64decode(png) if png else None, value.get("tokens"),
+                   value.get("weights"), [(f["name"], f["weight"]) for f in features] if features is not None else None,
+                   value.get("history_weights"))
+
+
+@dataclass
 class LabelScore:
     label: str
     score: float
@@ -30,6 +55,7 @@ class Classification:
     score: float
     top_k: list[LabelScore]
     ood: Ood | None = None
+    explanation: Explanation | None = None
 
 
 @dataclass
@@ -42,7 +68,8 @@ class ClassifyResult:
     @classmethod
     def from_json(cls, body: dict) -> "ClassifyResult":
         results = [Classification(r["label"], r["score"], [LabelScore(t["label"], t["score"]) for t in r["top_k"]],
-                                  Ood.parse(r.get("ood"))) for r in body["results"]]
+                                  Ood.parse(r.get("ood")), Explanation.parse(r.get("explanation")))
+                   for r in body["results"]]
         return cls(body["model"], body["version"], results, body)
 
 
@@ -60,6 +87,7 @@ class TumorDetection:
     threshold: float
     subtype: Subtype | None = None
     ood: Ood | None = None
+    explanation: Explanation | None = None
 
 
 @dataclass
@@ -75,7 +103,8 @@ class TumorResult:
         for r in body["results"]:
             subtype = r.get("subtype")
             results.append(TumorDetection(r["tumor"], r["probability"], r["threshold"],
-                                          Subtype(**subtype) if subtype else None, Ood.parse(r.get("ood"))))
+                                          Subtype(**subtype) if subtype else None, Ood.parse(r.get("ood")),
+                                          Explanation.parse(r.get("explanation"))))
         return cls(body["model"], body["version"], results, body)
 
 
@@ -84,6 +113,7 @@ class Sentiment:
     label: str
     score: float  # probability that the text is positive
     ood: Ood | None = None
+    explanation: Explanation | None = None
 
 
 @dataclass
@@ -95,7 +125,9 @@ class SentimentResult:
 
     @classmethod
     def from_json(cls, body: dict) -> "SentimentResult":
-        return cls(body["model"], body["version"], [Sentiment(r["label"], r["score"], Ood.parse(r.get("ood"))) for r in body["results"]], body)
+        return cls(body["model"], body["version"], [Sentiment(r["label"], r["score"], Ood.parse(r.get("ood")),
+                                                              Explanation.parse(r.get("explanation")))
+                                                    for r in body["results"]], body)
 
 
 @dataclass
@@ -109,12 +141,14 @@ class Forecast:
     timestamps: list[str] | None = None  # traffic: the hour each value is for
     ood: list[Ood] | None = None  # one per input history, when the model has an OOD profile
     raw: dict = field(default_factory=dict, repr=False, compare=False)
+    explanation: Explanation | None = None  # with explain=True
 
     @classmethod
     def from_json(cls, body: dict) -> "Forecast":
         return cls(body["model"], body["version"], body["forecast"], body["lower"], body["upper"],
                    body["interval"], body.get("timestamps"),
-                   [Ood.parse(o) for o in body["ood"]] if body.get("ood") is not None else None, body)
+                   [Ood.parse(o) for o in body["ood"]] if body.get("ood") is not None else None, body,
+                   Explanation.parse(body.get("explanation")))
 
 
 @dataclass

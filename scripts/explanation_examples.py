@@ -248,10 +248,10 @@ def draw_sentiment(client, root: Path, out: Path) -> None:
     body = client.post("/v1/text/sentiment", json={"texts": chosen, "explain": True}).json()
     figure, axis = plt.subplots(figsize=(11, 0.55 * len(chosen) + 0.6))
     axis.axis("off")
-    peak = max(max(abs(w) for w in r["explanation"]["weights"]) for r in body["results"]) or 1.0
     for row, result in enumerate(body["results"]):
+        peak = max(abs(w) for w in result["explanation"]["weights"]) or 1.0  # per sentence: confident ones move little
         y = 1 - (row + 0.5) / len(chosen)
-        axis.text(0.0, y, f"{result['label']} {result['score']:.2f}", fontsize=9, va="center", family="monospace",
+        axis.text(0.0, y, f"{result['label']} (P+ {result['score']:.2f})", fontsize=9, va="center", family="monospace",
                   transform=axis.transAxes)
         x = 0.16
         for word, weight in zip(result["explanation"]["tokens"], result["explanation"]["weights"]):
@@ -262,8 +262,8 @@ def draw_sentiment(client, root: Path, out: Path) -> None:
             figure.canvas.draw()
             box = text.get_window_extent().transformed(axis.transAxes.inverted())
             x = box.x1 + 0.008
-    axis.set_title(f"{body['model']} on SST-2 validation sentences: red pushes towards the predicted label, "
-                   "blue against (word deletion)", fontsize=9)
+    axis.set_title(f"{body['model']} on SST-2 validation sentences (word deletion): red pushes towards the predicted "
+                   "label, blue against; colour scaled to each sentence's largest weight", fontsize=9)
     figure.savefig(out / "explain_sentiment.png", dpi=110, bbox_inches="tight")
     plt.close(figure)
 
@@ -290,6 +290,13 @@ def draw_forecasts(client, root: Path, out: Path) -> None:
         axes[0, column].legend(fontsize=7, loc="upper left")
         weights = np.array(answer["explanation"]["history_weights"])
         axes[1, column].bar(np.arange(n), weights, color=np.where(weights >= 0, "tab:red", "tab:blue"), width=1.0)
+        magnitudes = np.sort(np.abs(weights))
+        if magnitudes[-1] > 10 * magnitudes[-2] > 0:  # one value dominates (the last close): clip it, say its value
+            limit = 1.5 * magnitudes[-2]
+            axes[1, column].set_ylim(-limit, limit)
+            top = int(np.argmax(np.abs(weights)))
+            axes[1, column].annotate(f"{weights[top]:+.2f} (clipped)", (top, np.sign(weights[top]) * limit * 0.9),
+                                     ha="right", va="center", fontsize=8)
         axes[1, column].set_ylabel("history weight")
         axes[1, column].set_xlabel("step (history, then forecast)")
     figure.suptitle("How much each history value moved the mean median forecast (value replaced by the window mean)",
