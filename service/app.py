@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import cards, oip, ops, playground
+from service.dataplane import DataPlane
 from service.errors import NeuroserveError, error_body
 from service.heap import PauseTimer
 from service.logs import configure_logging
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = repository
     app.state.draining = False
     app.state.workers = workers
+    app.state.dataplane = DataPlane(repository, settings, metrics, workers)  # REST and gRPC both call it
 
     def error(request: Request, status: int, message: str, headers=None, param: str | None = None,
               code: str | None = None) -> JSONBytes:

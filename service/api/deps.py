@@ -1,15 +1,14 @@
-"""Typed dependency aliases so routes stay short."""
+"""Typed dependency aliases so routes stay short, and the HTTP face of the data plane's inference helpers
+(``run_model``, ``run_generation``: service/dataplane.py does the work; these add the request's metrics label
+and its disconnect)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 
-from service.errors import NeuroserveError, ServiceUnavailable
-from service.generation.engine import cancel_unfinished
-from service.generation.runtime import collect_with_stats
+from service.dataplane import ClientClosedRequest, DataPlane  # noqa: F401  (ClientClosedRequest: its old home)
 from service.manifest import NAME_RE
 from service.repository import ModelRepository, ModelVersion
 
@@ -35,6 +34,13 @@ async def get_repository(request: Request) -> ModelRepository:  # async: sync de
 
 
 RepositoryDep = Annotated[ModelRepository, Depends(get_repository)]
+
+
+async def get_dataplane(request: Request) -> DataPlane:
+    return request.app.state.dataplane
+
+
+DataPlaneDep = Annotated[DataPlane, Depends(get_dataplane)]
 # The pattern is documented (clients and fuzzers see what a name looks like) but checked by the
 # repository, which answers 404 for an unknown name rather than a validation error.
 ModelName = Annotated[str, Path(description="model name", json_schema_extra={"pattern": NAME_RE.pattern})]
@@ -46,56 +52,17 @@ def mark_model(request: Request, model: ModelVersion) -> None:
 
 
 async def run_model(request: Request, model: ModelVersion, feeds) -> dict:
-    """Infer through the model's batcher (bounded wait) and record per-model metrics."""
+    """Infer through the model's batcher (bounded wait) and record per-model metrics (DataPlane.run)."""
     mark_model(request, model)
-    timeout_s = request.app.state.settings.request_timeout_s
-    pending = model.infer(feeds)  # queued synchronously, before any await
-    try:
-        async with asyncio.timeout(timeout_s):  # unlike wait_for, no extra task per request
-            outputs, stats = await pending
-    except TimeoutError:
-        raise ServiceUnavailable(f"model {model.name!r} did not answer within {timeout_s:g} s", retry_after_s=5) from None
-    request.app.state.metrics.observe_inference(model.name, stats)
-    return outputs
+    return await request.app.state.dataplane.run(model, feeds)
 
 
-class ClientClosedRequest(NeuroserveError):
-    """The client went away before its answer was ready (nginx's 499; nobody reads it, the logs do)."""
-
-    status_code = 499
-
-
-async def unless_disconnected(request: Request, pending, timeout_s: float | None = None):
-    """Await `pending` (a coroutine); if the client disconnects first, cancel it (generation frees its rows)
-    and raise ClientClosedRequest; past timeout_s, cancel it and answer 503."""
-    task = asyncio.ensure_future(pending)
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    watcher = asyncio.ensure_future(disconnected())
-    try:
-        done, _ = await asyncio.wait({task, watcher}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    except BaseException:
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task in done:
-        return task.result()
-    task.cancel()
-    if watcher in done:
-        raise ClientClosedRequest("the client closed the connection")
-    raise ServiceUnavailable(f"no answer within {timeout_s:g} s", retry_after_s=5)
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 async def run_generation(request: Request, model: ModelVersion, jobs, events) -> list:
     """Wait for submitted generation jobs (service.generation): each one's finish events. Bounded by the
     request timeout; a client that disconnects gets its jobs cancelled, which frees their decode rows."""
-    try:
-        finished, _ = await unless_disconnected(request, model.track(collect_with_stats(jobs, events)),
-                                                request.app.state.settings.request_timeout_s)
-    finally:
-        cancel_unfinished(jobs)
-    return finished
+    return await request.app.state.dataplane.generate(model, jobs, events, _disconnected(request))
