@@ -100,6 +100,14 @@ def price_validation(root: Path, count: int, seed: int = 0) -> list[tuple[str, l
     return windows
 
 
+def fraud_validation(root: Path) -> tuple[list[dict], np.ndarray]:
+    """The fraud validation transactions as request rows ({"Time", "V1".., "Amount"}) and their labels."""
+    from training.data.fraud import FEATURES, read_fraud
+
+    split = read_fraud(root / "fraud" / "validation.csv")
+    return [dict(zip(FEATURES, row.tolist())) for row in split.x], split.y
+
+
 def png_b64(pixels: np.ndarray) -> str:
     from PIL import Image
 
@@ -136,6 +144,7 @@ def cost_requests(root: Path) -> dict[str, tuple[str, dict]]:
     typical = sorted(texts, key=len)[len(texts) // 2]  # the median-length validation sentence
     start, hours = traffic_validation(root, 1)[0]
     _, closes = price_validation(root, 1)[0]
+    transactions, _ = fraud_validation(root)
     return {
         "cifar10-resnet": ("/v1/images/classify", {"images": [png_b64(x[0])], "model": "cifar10-resnet"}),
         "cifar10-small": ("/v1/images/classify", {"images": [png_b64(x[0])], "model": "cifar10-small"}),
@@ -143,6 +152,7 @@ def cost_requests(root: Path) -> dict[str, tuple[str, dict]]:
         "sentiment-lstm": ("/v1/text/sentiment", {"texts": [typical], "model": "sentiment-lstm"}),
         "traffic-lstm": ("/v1/forecast/traffic", {"history": hours, "start": start, "model": "traffic-lstm"}),
         "prices-lstm": ("/v1/forecast/price", {"history": closes, "model": "prices-lstm"}),
+        "fraud-mlp": ("/v1/fraud/score", {"transactions": transactions[:1], "model": "fraud-mlp"}),
     }
 
 

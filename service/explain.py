@@ -286,6 +286,17 @@ def shapley_weights(full: float, scores: np.ndarray, orders: list[np.ndarray]) -
     return weights / len(orders)
 
 
+def shapley_plan(players: int, budget: int = MAX_VARIANTS) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(coalition masks [rows, players], the orders they follow) for one record."""
+    orders = shapley_orders(players, budget)
+    return shapley_masks(orders, players), orders
+
+
+def feature_explanation(names: list[str], full: float, scores: np.ndarray, orders: list[np.ndarray]) -> dict:
+    """{"features": [{"name", "weight"}]}: Shapley estimates from the coalitions' scores, largest |weight| first."""
+    return ranked_features(names, shapley_weights(full, scores, orders))
+
+
 def ranked_features(names: list[str], weights: np.ndarray) -> dict:
     weights = round_sig(weights)
     order = sorted(range(len(names)), key=lambda i: -abs(weights[i]))

@@ -182,3 +182,21 @@ def test_too_many_images_to_explain_is_a_422(client):
     assert response.status_code == 422 and "at most 8" in response.json()["error"]
     files = [("images", (f"{i}.png", base64.b64decode(image), "image/png")) for i in range(9)]
     assert client.post("/v1/tumor/detect", files=files, data={"explain": "maybe"}).status_code == 422
+
+
+def test_fraud_shapley_weights_on_the_fixture_are_exact(client):
+    # tiny-fraud: P = sigmoid(0.01 Amount - 1), no explain_baseline in its manifest (baseline 0 for every column):
+    # the whole move from the baseline is Amount's
+    from tests.onnx_models import FRAUD_FEATURES
+
+    row = {name: 0.0 for name in FRAUD_FEATURES}
+    row.update({"Amount": 250.0, "V3": 5.0, "Time": 1000.0})
+    body = client.post("/v1/fraud/score", json={"transactions": [row, {**row, "Amount": 0.0}], "explain": True}).json()
+    features = body["results"][0]["explanation"]["features"]
+    assert [f["name"] for f in features][0] == "Amount" and len(features) == 30
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    assert features[0]["weight"] == pytest.approx(sigmoid(1.5) - sigmoid(-1), abs=1e-4)
+    assert all(f["weight"] == 0 for f in features[1:])
+    assert all(f["weight"] == 0 for f in body["results"][1]["explanation"]["features"])
+    too_many = client.post("/v1/fraud/score", json={"transactions": [row] * 9, "explain": True})
+    assert too_many.status_code == 422 and "at most 8" in too_many.json()["error"]

@@ -8,8 +8,10 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from service.api.deps import RepositoryDep, error_responses, run_model
+from service.api.deps import RepositoryDep, error_responses
 from service.errors import ModelLoadError
+from service.explain import (EXPLAIN_DESCRIPTION, FeatureExplanation, check_items, feature_explanation,
+                             run_with_variants, shapley_plan)
 from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -47,6 +49,7 @@ class FraudRequest(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
                                     description="flag when probability >= this; the model's own (its card) otherwise")
     model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
+    explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)
 
 
 class FraudResult(BaseModel):
@@ -54,6 +57,8 @@ class FraudResult(BaseModel):
     probability: float = Field(description="P(fraud)")
     threshold: float
     ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
+    explanation: FeatureExplanation | None = Field(
+        default=None, description="with explain: each column's Shapley estimate, positive raises P(fraud)")
 
 
 class FraudResponse(BaseModel):
@@ -72,7 +77,11 @@ def prepare_fraud_model(model: ModelVersion) -> dict:
     order = tuple(model.manifest.parameters.get("features", FEATURES))
     if order != FEATURES:
         raise ModelLoadError(f"manifest parameters.features must be {list(FEATURES)}")
-    return {"threshold": float(model.manifest.parameters.get("threshold", 0.5))}
+    # Explanations switch columns between the transaction's values and this baseline (the train split's medians,
+    # written by the recipe; 0 for a column the manifest does not give).
+    baseline = model.manifest.parameters.get("explain_baseline", {})
+    return {"threshold": float(model.manifest.parameters.get("threshold", 0.5)),
+            "baseline": np.array([float(baseline.get(name, 0.0)) for name in FEATURES], dtype=np.float32)}
 
 
 PREPARERS = {FRAUD_TASK: prepare_fraud_model}
@@ -93,8 +102,17 @@ def flag(probabilities: np.ndarray, threshold: float, key: str) -> list[dict]:
              summary="Fraud probability of card transactions")
 async def score(body: FraudRequest, request: Request, repo: RepositoryDep) -> JSONBytes:
     model = repo.for_task(FRAUD_TASK, body.model)
-    outputs = await run_model(request, model, {"transactions": fraud_rows(body.transactions)})
+    rows = fraud_rows(body.transactions)
+    variants, orders = [], None
+    if body.explain:  # Shapley sampling: coalitions of columns, the others at the baseline
+        check_items(len(rows))
+        masks, orders = shapley_plan(len(FEATURES))
+        variants = [{"transactions": np.where(masks, row, model.extras["baseline"])} for row in rows]
+    outputs, varied = await run_with_variants(request, model, {"transactions": rows}, variants)
     threshold = model.extras["threshold"] if body.threshold is None else float(body.threshold)
-    results = flag(outputs["probability"].reshape(-1), threshold, "fraud")
+    probability = outputs["probability"].reshape(-1)
+    results = flag(probability, threshold, "fraud")
+    for result, p, coalitions in zip(results, probability, varied):
+        result["explanation"] = feature_explanation(list(FEATURES), p, coalitions["probability"].reshape(-1), orders)
     attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})

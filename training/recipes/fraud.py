@@ -45,7 +45,9 @@ class FraudRecipe(BinaryRiskRecipe):
         train, val = data.load_splits(self.data_dir(args) / self.data_subdir)
         mean, std = scaling_stats(train.x)
         as_rows = lambda s: Rows({"transactions": s.x.astype(np.float32)}, s.y)  # noqa: E731
-        return as_rows(train), as_rows(val), {"mean": mean, "std": std}
+        # the reference transaction of explanations (service/explain.py): the train split's median of each column
+        baseline = {name: round(float(v), 6) for name, v in zip(data.FEATURES, np.median(train.x, axis=0))}
+        return as_rows(train), as_rows(val), {"mean": mean, "std": std, "explain_baseline": baseline}
 
     def build(self, cfg: RiskConfig, info: dict[str, Any]) -> nn.Module:
         return ScaledMLP(info["mean"], info["std"], [AMOUNT], (cfg.hidden,), cfg.dropout)
@@ -101,7 +103,8 @@ class FraudRecipe(BinaryRiskRecipe):
                                   "in_graph": "log1p(Amount), then (x - train mean) / train std per column"},
                 "labels": ["legitimate", "fraud"],
                 "batching": {"max_batch_size": 1024, "max_queue_delay_ms": 0},
-                "parameters": {"features": list(data.FEATURES)}}
+                "parameters": {"features": list(data.FEATURES),
+                               **({"explain_baseline": info["explain_baseline"]} if "explain_baseline" in info else {})}}
 
     def render(self, name: str, card: dict[str, Any]) -> str:
         m, p, c = card["metrics"], card["provenance"], card["config"]
