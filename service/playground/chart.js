@@ -38,9 +38,9 @@ export function forecastChart({ history, forecast, lower, upper, labels = {}, un
   const grid = niceTicks(lo, hi).map((t) => s("g", { class: "tick" },
     s("line", { x1: PAD.left, x2: W - PAD.right, y1: y(t), y2: y(t) }),
     s("text", { x: PAD.left - 8, y: y(t) + 4, "text-anchor": "end", text: fmt(t) })));
-  const axis = [
+  const axis = [ // first shown value and last forecast step under the axis; the forecast's first step beside its line
     s("text", { class: "axis-label", x: PAD.left, y: H - 10, "text-anchor": "start", text: labels.start || "" }),
-    s("text", { class: "axis-label", x: x(h0), y: H - 10, "text-anchor": "middle", text: labels.split || "now" }),
+    s("text", { class: "axis-label split", x: x(h0) - 6, y: PAD.top + 10, "text-anchor": "end", text: labels.split || "forecast" }),
     s("text", { class: "axis-label", x: W - PAD.right, y: H - 10, "text-anchor": "end", text: labels.end || "" }),
     s("line", { class: "now", x1: x(h0), x2: x(h0), y1: PAD.top, y2: H - PAD.bottom }),
   ];

@@ -56,6 +56,7 @@ export function chatPanel({ models, examples }) {
       controller = new AbortController();
       stop.disabled = false;
       let content = "";
+      let chunks = 0;
       try {
         await streamEvents("/v1/chat/completions",
           { messages: history, stream: true, temperature: Number(temperature.value), model: frame.model(), max_tokens: 64 },
@@ -64,6 +65,7 @@ export function chatPanel({ models, examples }) {
             if (delta && delta.content) {
               content += delta.content;
               reply.body.textContent = content;
+              reply.item.dataset.chunks = String(++chunks); // how many pieces the reply arrived in
               log.scrollTop = log.scrollHeight;
             }
           }, controller.signal);

@@ -22,6 +22,12 @@ export function append(node, children) {
   return node;
 }
 
+// Replace a node's children; null and false children are skipped (the DOM's own replaceChildren prints "null").
+export function fill(node, ...children) {
+  node.replaceChildren();
+  return append(node, children);
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 export function s(tag, attrs = {}, ...children) {
   const node = document.createElementNS(SVG, tag);

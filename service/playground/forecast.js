@@ -1,6 +1,6 @@
 // Forecast panels: paste or load a history, see the chart of history, median forecast and interval band.
 import { postJSON } from "./api.js";
-import { append, h } from "./dom.js";
+import { append, fill, h } from "./dom.js";
 import { forecastChart, legend } from "./chart.js";
 import { exampleButtons, field, panelFrame } from "./panel.js";
 
@@ -9,20 +9,21 @@ const hourLabel = (iso) => iso.replace("T", " ").slice(0, 16);
 
 const KINDS = {
   traffic: {
-    title: "Traffic forecast", route: "/v1/forecast/traffic", example: "traffic.json", window: 168, maxHorizon: 24,
+    title: "Traffic forecast", route: "/v1/forecast/traffic", example: "traffic.json", window: 168, shown: 96, maxHorizon: 24,
     intro: "Hourly traffic volume on the I-94 (vehicles/hour): give at least a week (168 hours) and the local time of its first hour.",
     unit: "vehicles/hour",
     labels: (body, answer) => {
-      const start = new Date(`${body.start}Z`);
-      start.setUTCHours(start.getUTCHours() + body.history.length - 168);
-      return { start: hourLabel(start.toISOString()), split: hourLabel(answer.timestamps[0]), end: hourLabel(answer.timestamps.at(-1)) };
+      const start = new Date(`${body.start}Z`); // local times, formatted as given (no time zone)
+      start.setUTCHours(start.getUTCHours() + body.history.length - 96);
+      return { start: hourLabel(start.toISOString()), split: `forecast from ${hourLabel(answer.timestamps[0])} →`,
+        end: hourLabel(answer.timestamps.at(-1)) };
     },
   },
   price: {
-    title: "Stock price forecast", route: "/v1/forecast/price", example: "prices.json", window: 60, maxHorizon: 5,
+    title: "Stock price forecast", route: "/v1/forecast/price", example: "prices.json", window: 60, shown: 30, maxHorizon: 5,
     intro: "Daily closing prices, oldest first (at least 60 trading days): the next 1–5 closes with an interval.",
     unit: "price",
-    labels: (body, answer) => ({ start: "60 days ago", split: "last close", end: `+${answer.forecast.length} days` }),
+    labels: (body, answer) => ({ start: "30 trading days ago", split: "forecast →", end: `+${answer.forecast.length} days` }),
   },
 };
 
@@ -54,15 +55,16 @@ function forecastPanel(kind, { models, examples }) {
       const body = { history: numbers(history.value), horizon: Number(horizon.value), model: frame.model() };
       if (start) body.start = start.value.length === 16 ? `${start.value}:00` : start.value;
       const answer = await postJSON(spec.route, body);
-      const used = body.history.slice(-spec.window);
+      const shown = body.history.slice(-spec.shown); // the model reads the last `window`; the chart shows fewer
       const last = answer.forecast.length - 1;
-      frame.output.replaceChildren(
+      fill(frame.output, 
         h("p", { class: "headline" }, "Next: ", h("strong", { text: answer.forecast[0].toFixed(kind === "price" ? 2 : 0) }),
           ` (${Math.round(answer.interval * 100)}% interval ${answer.lower[0].toFixed(kind === "price" ? 2 : 0)}–${answer.upper[0].toFixed(kind === "price" ? 2 : 0)})`,
           last > 0 ? ` · in ${last + 1} steps: ${answer.forecast[last].toFixed(kind === "price" ? 2 : 0)}` : ""),
-        forecastChart({ history: used, forecast: answer.forecast, lower: answer.lower, upper: answer.upper,
+        forecastChart({ history: shown, forecast: answer.forecast, lower: answer.lower, upper: answer.upper,
           labels: spec.labels(body, answer), unit: spec.unit }),
         legend(answer.interval),
+        h("p", { class: "hint", text: `The chart shows the last ${spec.shown} of the ${spec.window} values the model reads.` }),
         answer.ood && answer.ood[0] && answer.ood[0].unusual
           ? h("p", { class: "ood unusual", text: `Unusual history: unlike the model's training data (OOD score ${answer.ood[0].score.toFixed(2)}).` }) : null,
         h("p", { class: "served-by", text: `${answer.model} v${answer.version}` }));

@@ -1,6 +1,6 @@
 // One panel's frame: title, model picker (from /v1/models), model card button, form, error line and output.
 import { ApiError, getJSON } from "./api.js";
-import { h, uid } from "./dom.js";
+import { fill, h, uid } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
 const cards = new Map(); // model name -> card JSON (fetched once)
@@ -64,7 +64,7 @@ export function panelFrame({ id, title, intro, models }) {
       await work();
     } catch (failure) {
       if (failure.name === "AbortError") return;
-      error.replaceChildren(failure instanceof ApiError && failure.status
+      fill(error, failure instanceof ApiError && failure.status
         ? h("span", { class: "status-code", text: String(failure.status) }) : "",
       failure.message);
       error.hidden = false;

@@ -1,6 +1,6 @@
 // Text panels: sentiment (label, score, word highlights when explained) and translation (beam size choice).
 import { postJSON } from "./api.js";
-import { append, bar, h, oodNote } from "./dom.js";
+import { append, bar, fill, h, oodNote } from "./dom.js";
 import { checkbox, exampleButtons, field, panelFrame } from "./panel.js";
 
 const lines = (text) => text.split("\n").map((t) => t.trim()).filter(Boolean);
@@ -43,7 +43,7 @@ export function sentimentPanel({ models, examples, explain }) {
       const body = { texts: lines(input.value), model: frame.model() };
       if (explainBox && explainBox.input.checked) body.explain = true;
       const answer = await postJSON("/v1/text/sentiment", body);
-      frame.output.replaceChildren(h("ul", { class: "results" }, answer.results.map((r, i) => h("li", { class: "result" },
+      fill(frame.output, h("ul", { class: "results" }, answer.results.map((r, i) => h("li", { class: "result" },
         h("p", { class: "quoted", text: body.texts[i] }),
         h("div", { class: "verdict" }, h("span", { class: `chip-label ${r.label}`, text: r.label }),
           h("ol", { class: "bars compact" }, bar("positive", r.score))),
@@ -73,7 +73,7 @@ export function translatePanel({ models, examples }) {
       const answer = await postJSON("/v1/text/translate",
         { texts, source: "en", target: "de", beam_size: Number(beam.value), model: frame.model() });
       const ms = Math.round(performance.now() - started);
-      frame.output.replaceChildren(h("ul", { class: "results" }, answer.translations.map((t, i) => h("li", { class: "result pair" },
+      fill(frame.output, h("ul", { class: "results" }, answer.translations.map((t, i) => h("li", { class: "result pair" },
         h("p", { class: "quoted", lang: "en", text: texts[i] }), h("p", { class: "translation", lang: "de", text: t })))),
       h("p", { class: "served-by", text: `${answer.model} v${answer.version} · beam ${beam.value} · ${ms} ms` }));
     });

@@ -1,6 +1,6 @@
 // Image panels: classification (top-k bars) and tumor detection (probability against the model's threshold).
 import { request } from "./api.js";
-import { append, bar, h, oodNote, percent } from "./dom.js";
+import { append, bar, fill, h, oodNote, percent } from "./dom.js";
 import { checkbox, exampleButtons, fetchCard, field, panelFrame } from "./panel.js";
 
 // A drop zone + file picker + example buttons; keeps the chosen picture and shows it.
@@ -74,11 +74,13 @@ export function imagesPanel({ models, examples, explain }) {
       const form = multipart(frame, picker, { top_k: topK.value, explain: explainBox && explainBox.input.checked ? "true" : undefined });
       const answer = await (await request("/v1/images/classify", { form })).json();
       const result = answer.results[0];
-      frame.output.replaceChildren(
+      fill(frame.output, 
         h("p", { class: "headline" }, h("strong", { class: "label-text", text: result.label }), ` ${percent(result.score)}`,
           h("span", { class: "served-by", text: ` · ${answer.model} v${answer.version}` })),
-        h("ol", { class: "bars" }, result.top_k.map((row, i) => bar(row.label, row.score, { className: i ? "" : "top" }))),
-        relevance(result.explanation), oodNote(result.ood));
+        h("div", { class: "result-row" },
+          h("ol", { class: "bars" }, result.top_k.map((row, i) => bar(row.label, row.score, { className: i ? "" : "lead" }))),
+          relevance(result.explanation)),
+        oodNote(result.ood));
     });
   });
   return frame.section;
@@ -116,13 +118,15 @@ export function tumorPanel({ models, examples, explain }) {
       meter.lastChild.style.left = percent(r.threshold);
       const subtype = r.subtype ? h("ol", { class: "bars" }, Object.entries(r.subtype.probabilities)
         .sort((a, b) => b[1] - a[1]).map(([label, p]) => bar(label, p))) : null;
-      frame.output.replaceChildren(
+      fill(frame.output, 
         h("p", { class: `headline decision ${r.tumor ? "positive" : "negative"}` },
           h("strong", { text: r.tumor ? "Tumour suspected" : "No tumour found" }),
           ` · P(tumour) ${percent(r.probability)} ${r.tumor ? "≥" : "<"} threshold ${percent(r.threshold)}`),
         meter,
-        subtype && h("h3", { text: "Subtype (second head)" }), subtype,
-        relevance(r.explanation), oodNote(r.ood),
+        h("div", { class: "result-row" },
+          subtype && h("div", { class: "grow" }, h("h3", { text: "Subtype (second head)" }), subtype),
+          relevance(r.explanation)),
+        oodNote(r.ood),
         h("p", { class: "served-by", text: `${answer.model} v${answer.version}` }));
     });
   });
