@@ -89,6 +89,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
         loader = asyncio.create_task(load_models(), name="load-models")
         app.state.loader = loader
+        grpc_server = None
+        if settings.grpc_port:  # the Open Inference Protocol over gRPC, on the same data plane (service/grpc_server.py)
+            from service.grpc_server import start_grpc
+
+            grpc_server = await start_grpc(app.state.dataplane)
         if workers is not None and workers.ready_pids():
             # A worker started while others serve (a replacement): load before accepting connections (uvicorn
             # listens after startup), so the port's traffic stays with the ready workers meanwhile, not 503s.
@@ -104,6 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await loader
             if flusher is not None:
                 flusher.cancel()
+            if grpc_server is not None:
+                from service.grpc_server import stop_grpc
+
+                await stop_grpc(grpc_server, app.state.dataplane)
             await repository.close()
             pause_timer.remove()
             log.info("shut down")

@@ -269,6 +269,19 @@ def _bytes_blob(array: np.ndarray) -> bytes:
     return b"".join(parts)
 
 
+def raw_bytes(array: np.ndarray, datatype: str) -> bytes:
+    """A tensor's bytes as the binary extension and gRPC's raw contents carry them: little-endian, row-major;
+    BYTES as a 4-byte length before each element."""
+    if datatype == "BYTES":
+        return _bytes_blob(array)
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+# The decoders, for the gRPC face (same checks, same words as REST's JSON and binary tensors)
+json_array = _json_array
+binary_array = _binary_array
+
+
 def _json_data(array: np.ndarray) -> list | np.ndarray:
     if array.dtype == object or array.dtype.kind in "SU":
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in array.reshape(-1)]
@@ -287,8 +300,7 @@ def encode_infer_response(
         datatype = datatype_of(array)
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if binary:
-            blob = _bytes_blob(array) if datatype == "BYTES" else np.ascontiguousarray(array).astype(
-                array.dtype.newbyteorder("<"), copy=False).tobytes()
+            blob = raw_bytes(array, datatype)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

@@ -9,9 +9,8 @@ from fastapi import Request
 from service.errors import Forbidden, Unauthorized
 
 
-def _bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
     return token.strip()
@@ -42,10 +41,14 @@ async def require_api_key(request: Request) -> None:
 
 
 async def require_admin_key(request: Request) -> None:
-    settings = request.app.state.settings
+    check_admin_key(request.app.state.settings, request.headers.get("authorization", ""))
+
+
+def check_admin_key(settings, authorization: str) -> None:
+    """Raise unless auth is off or the Authorization value carries the admin key (403 for an inference key)."""
     if not settings.auth_enabled:
         return
-    token = _bearer(request)
+    token = _bearer(authorization)
     if token is None:
         raise Unauthorized("the repository API needs the admin key")
     if settings.admin_key is None or not _matches(token, [settings.admin_key]):

@@ -18,6 +18,9 @@ from fastapi.testclient import TestClient
 from tests.onnx_models import build_repository
 
 ROOT = Path(__file__).resolve().parent.parent
+# The gRPC face binds a port of its own (8001 by default): off in every test server unless a test asks for it, so
+# servers started side by side (and by other test runs on the machine) do not compete for it.
+os.environ.setdefault("NEUROSERVE_GRPC_PORT", "0")
 
 
 @pytest.fixture(scope="session")
