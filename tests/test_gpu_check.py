@@ -74,3 +74,14 @@ def test_the_report_survives_failed_steps_and_reports_skips(tmp_path):
     report.save()
     text = (tmp_path / "report.md").read_text()
     assert "boom: ZeroDivisionError" in text and "skipped: time limit" in text
+
+
+def test_translation_parity_allows_the_int8_rewrite_to_differ_only_outside_the_domain():
+    ref = {"translations": ["Ein Mann steht.", "Zwei Hunde.", "Ein Mädchen.", "gut", "Ein dickes Sie Sie."]}
+    rewritten = {"translations": [*ref["translations"][:4], "Dämmerung albern."]}
+    assert gpu_check.compare_task("translation", ref, ref, 1e-3) == (True, 0.0, "")
+    assert not gpu_check.compare_task("translation", ref, rewritten, 1e-3)[0]  # a float model must match exactly
+    ok, _, detail = gpu_check.compare_task("translation", ref, rewritten, 1e-2, quantized_graphs=True)
+    assert ok and "Dämmerung" in detail
+    caption_moved = {"translations": ["Ein Mann sitzt.", *ref["translations"][1:]]}
+    assert not gpu_check.compare_task("translation", ref, caption_moved, 1e-2, quantized_graphs=True)[0]
