@@ -216,6 +216,9 @@ class DataPlane:
                     request: InferRequest) -> tuple[ModelVersion, list[tuple[str, np.ndarray, bool]]]:
         """Resolve, check and queue in one synchronous stretch (a reload cannot slip in between: the request lands
         on the version it was resolved to), then wait: (model, [(output name, array, binary)])."""
+        if request.parameters.get("explain"):  # not silently ignored: the client would think it had one
+            raise BadRequest("explanations are a task-endpoint feature: POST /v1/<task> with \"explain\": true "
+                             "(docs/explanations.md)")
         model = self.model(name, version)
         feeds = self.feeds(model, request.inputs)
         wanted = self.wanted_outputs(model, request)

@@ -200,3 +200,11 @@ def test_fraud_shapley_weights_on_the_fixture_are_exact(client):
     assert all(f["weight"] == 0 for f in body["results"][1]["explanation"]["features"])
     too_many = client.post("/v1/fraud/score", json={"transactions": [row] * 9, "explain": True})
     assert too_many.status_code == 422 and "at most 8" in too_many.json()["error"]
+
+
+def test_oip_infer_says_explanations_are_a_task_endpoint_feature(client):
+    tensor = {"name": "images", "shape": [1, 32, 32, 3], "datatype": "UINT8", "data": [0] * 3072}
+    response = client.post("/v2/models/tiny-cnn/infer", json={"inputs": [tensor], "parameters": {"explain": True}})
+    assert response.status_code == 400 and "task-endpoint feature" in response.json()["error"]
+    plain = client.post("/v2/models/tiny-cnn/infer", json={"inputs": [tensor], "parameters": {"explain": False}})
+    assert plain.status_code == 200
