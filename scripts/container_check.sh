@@ -10,6 +10,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/_buildah_base.sh"   # STORE, BASE, ensure_base_image
 IMAGE=localhost/neuroserve:check
 PORT="${PORT:-18080}"
+GRPC_PORT="${GRPC_PORT:-18081}"
 WORK="${WORK:-/var/tmp/neuroserve-container-check}"
 mkdir -p "$WORK"
 
@@ -38,7 +39,7 @@ if buildah "${STORE[@]}" run --isolation chroot "$ctr" -- python3 -c "import tor
   echo "torch is installed in the serving image"; exit 1
 fi
 echo "== starting the image's command (port $PORT)"
-buildah "${STORE[@]}" run --isolation chroot --env NEUROSERVE_HOST=127.0.0.1 --env NEUROSERVE_PORT="$PORT" "$ctr" \
+buildah "${STORE[@]}" run --isolation chroot --env NEUROSERVE_HOST=127.0.0.1 --env NEUROSERVE_PORT="$PORT" --env NEUROSERVE_GRPC_PORT="$GRPC_PORT" "$ctr" \
   -- neuroserve serve >"$WORK/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 120); do
@@ -49,4 +50,8 @@ done
 curl -fsS "http://127.0.0.1:$PORT/v2/health/ready" || { echo "never ready"; tail -20 "$WORK/serve.log"; exit 1; }
 echo
 curl -fsS "http://127.0.0.1:$PORT/v1/models" | python3 -c "import json,sys; d=json.load(sys.stdin)['data']; print('models:', ', '.join(f\"{m['id']} ({m['state']}, {m['provider']})\" for m in d))"
+# the image's gRPC face (Open Inference Protocol), from the host with tritonclient.grpc (dev extra)
+"$ROOT/.venv/bin/python" -c "import tritonclient.grpc as g; c = g.InferenceServerClient('127.0.0.1:$GRPC_PORT'); \
+assert c.is_server_live() and c.is_server_ready(); print('gRPC ready:', c.get_server_metadata(as_json=True)['name'])" \
+  || { echo "gRPC on $GRPC_PORT did not answer"; tail -20 "$WORK/serve.log"; exit 1; }
 echo "== container check passed"
