@@ -1,7 +1,7 @@
 """The `neuroserve` command: talk to a server from a terminal (rich tables) or a script (--json).
 
-    neuroserve predict image cat.png dog.png --top-k 3
-    neuroserve predict tumor scan.png
+    neuroserve predict image examples/cat.png examples/ship.png --top-k 3
+    neuroserve predict tumor examples/scan-tumor.png
     neuroserve sentiment "what a great film" --explain
     neuroserve translate "good morning"
     neuroserve chat

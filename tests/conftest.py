@@ -125,6 +125,21 @@ def server(repo_dir, tmp_path_factory):
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def models_server(tmp_path_factory):
+    """The committed models/ in one real server process, no API keys (as ./scripts/serve.sh runs it): the README
+    tour's commands and the playground's browser tests run against it."""
+    proc = ServerProcess(ROOT / "models", env={"NEUROSERVE_INTRA_OP_THREADS": "1"},
+                         log_path=tmp_path_factory.mktemp("logs") / "models-server.log")
+    try:
+        proc.wait_ready(90)
+    except Exception:
+        proc.stop()
+        raise
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture
 def start_server(repo_dir, tmp_path):
     """Start extra server processes with their own settings; stopped at the end of the test."""

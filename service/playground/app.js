@@ -6,6 +6,7 @@ import { imagesPanel, tumorPanel } from "./vision.js";
 import { sentimentPanel, translatePanel } from "./text.js";
 import { chatPanel } from "./chat.js";
 import { pricePanel, trafficPanel } from "./forecast.js";
+import { deteriorationPanel, fraudPanel } from "./tabular.js";
 
 // task (as /v1/models reports it) -> panel. A task the page does not know is listed in the server panel only.
 const PANELS = [
@@ -16,6 +17,8 @@ const PANELS = [
   { task: "chat", nav: "Chat", build: chatPanel },
   { task: "traffic-forecast", nav: "Traffic", build: trafficPanel },
   { task: "price-forecast", nav: "Prices", build: pricePanel },
+  { task: "fraud-scoring", nav: "Fraud", build: fraudPanel },
+  { task: "icu-deterioration", nav: "Deterioration", build: deteriorationPanel },
 ];
 
 const status = document.getElementById("server-status");

@@ -1,4 +1,4 @@
-// Building the page from data without innerHTML: every text a model or the API returns goes in as text.
+// Building the page from data without HTML parsing: every text a model or the API returns goes in as text.
 
 export function h(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -52,6 +52,31 @@ export function bar(label, value, { title, className = "" } = {}) {
     h("span", { class: "bar-label", text: label }),
     h("span", { class: "track", role: "presentation" }, fill),
     h("span", { class: "bar-value", text: percent(value) }));
+}
+
+// A probability against a decision threshold: a bar with a mark at the threshold.
+export function meter(probability, threshold) {
+  const fill = h("span", { class: "fill" });
+  const mark = h("span", { class: "threshold", title: `threshold ${percent(threshold)}` });
+  fill.style.width = percent(probability);
+  mark.style.left = percent(threshold);
+  return h("div", { class: "meter", role: "img", "aria-label": `probability ${percent(probability)}, threshold ${percent(threshold)}` },
+    fill, mark);
+}
+
+// Feature weights (explanation.features: [{name, weight}], largest |weight| first) as bars either side of zero.
+export function featureBars(features, limit = 8, towards = "the answer") {
+  if (!features || !features.length) return null;
+  const shown = features.slice(0, limit);
+  const top = Math.max(1e-9, ...shown.map((f) => Math.abs(f.weight)));
+  return h("div", { class: "features" },
+    h("h3", { text: `What moved it (top ${shown.length}; right: towards ${towards})` }),
+    h("ol", { class: "diverging" }, shown.map((f) => {
+      const fill = h("span", { class: `fill ${f.weight >= 0 ? "up" : "down"}` });
+      fill.style.width = `${(50 * Math.abs(f.weight)) / top}%`;
+      return h("li", {}, h("span", { class: "bar-label", text: f.name }), h("span", { class: "track centre" }, fill),
+        h("span", { class: "bar-value", text: (f.weight >= 0 ? "+" : "") + f.weight.toFixed(3) }));
+    })));
 }
 
 // The "unusual input" note for answers that carry an OOD score (service/ood.py).

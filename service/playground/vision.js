@@ -1,6 +1,6 @@
 // Image panels: classification (top-k bars) and tumor detection (probability against the model's threshold).
 import { request } from "./api.js";
-import { append, bar, fill, h, oodNote, percent } from "./dom.js";
+import { append, bar, fill, h, meter, oodNote, percent } from "./dom.js";
 import { checkbox, exampleButtons, fetchCard, field, panelFrame } from "./panel.js";
 
 // A drop zone + file picker + example buttons; keeps the chosen picture and shows it.
@@ -111,18 +111,13 @@ export function tumorPanel({ models, examples, explain }) {
       const form = multipart(frame, picker, { explain: explainBox && explainBox.input.checked ? "true" : undefined });
       const answer = await (await request("/v1/tumor/detect", { form })).json();
       const r = answer.results[0];
-      const meter = h("div", { class: "meter", role: "img",
-        "aria-label": `probability ${percent(r.probability)}, threshold ${percent(r.threshold)}` },
-      h("span", { class: "fill" }), h("span", { class: "threshold", title: `threshold ${percent(r.threshold)}` }));
-      meter.firstChild.style.width = percent(r.probability);
-      meter.lastChild.style.left = percent(r.threshold);
       const subtype = r.subtype ? h("ol", { class: "bars" }, Object.entries(r.subtype.probabilities)
         .sort((a, b) => b[1] - a[1]).map(([label, p]) => bar(label, p))) : null;
       fill(frame.output, 
         h("p", { class: `headline decision ${r.tumor ? "positive" : "negative"}` },
           h("strong", { text: r.tumor ? "Tumour suspected" : "No tumour found" }),
           ` · P(tumour) ${percent(r.probability)} ${r.tumor ? "≥" : "<"} threshold ${percent(r.threshold)}`),
-        meter,
+        meter(r.probability, r.threshold),
         h("div", { class: "result-row" },
           subtype && h("div", { class: "grow" }, h("h3", { text: "Subtype (second head)" }), subtype),
           relevance(r.explanation)),

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, ServerProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -36,19 +35,11 @@ def browser_missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def live_server(tmp_path_factory, browser_missing):
-    """The committed models in a real `neuroserve serve` process, no API keys (as ./scripts/serve.sh runs it)."""
+def live_server(browser_missing, request):
+    """The committed models in a real `neuroserve serve` process (tests/conftest.py: models_server)."""
     if browser_missing:
         pytest.skip(browser_missing)
-    proc = ServerProcess(ROOT / "models", log_path=tmp_path_factory.mktemp("logs") / "playground-server.log",
-                         env={"NEUROSERVE_INTRA_OP_THREADS": "1"})
-    try:
-        proc.wait_ready(90)
-    except Exception:
-        proc.stop()
-        raise
-    yield proc
-    proc.stop()
+    return request.getfixturevalue("models_server")
 
 
 def make_driver(width: int = LAPTOP[0], height: int = LAPTOP[1]):

@@ -241,6 +241,47 @@ def test_price_panel_forecasts_and_shows_a_422_as_the_api_words_it(page, screens
     shoot(section, screenshots, "price", page)
 
 
+def _needs(live_server, task: str, example: str) -> None:
+    tasks = {m["task"] for m in httpx.get(f"{live_server.url}/v1/models").json()["data"]}
+    if task not in tasks:
+        pytest.skip(f"no {task} model in models/")
+    if example not in httpx.get(f"{live_server.url}/playground/examples.json").json()["examples"]:
+        pytest.skip(f"examples/{example} is missing")
+
+
+def test_fraud_panel_scores_csv_rows_and_explains(page, screenshots, live_server):
+    _needs(live_server, "fraud-scoring", "transactions.csv")
+    section = panel(page, "fraud")
+    click(page, css(section, 'button[data-example="transactions.csv"]')[0])
+    wait(page, lambda d: css(section, "textarea")[0].get_attribute("value"))
+    rows = len(css(section, "textarea")[0].get_attribute("value").strip().splitlines()) - 1  # minus the header
+    css(section, "input[type=checkbox]")[0].click()
+    click(page, css(section, "button[type=submit]")[0])
+    wait(page, lambda d: len(css(section, ".result")) == rows, message="no scores")
+    decisions = [e.text for e in css(section, ".decision strong")]
+    assert set(decisions) <= {"Fraud suspected", "Looks genuine"} and len(css(section, ".meter")) == rows
+    assert len(css(css(section, ".result")[0], ".diverging li")) == 6  # the six columns that moved it most
+    shoot(section, screenshots, "fraud", page)
+    threshold = css(section, "input[type=number]")[0]
+    threshold.send_keys("1.5")  # outside [0, 1]: the API's 422, word for word
+    click(page, css(section, "button[type=submit]")[0])
+    wait(page, lambda d: error_text(section))
+    assert "threshold" in error_text(section) and css(section, ".status-code")[0].text == "422"
+
+
+def test_deterioration_panel_scores_a_stay(page, screenshots, live_server):
+    _needs(live_server, "icu-deterioration", "icu_stay.json")
+    section = panel(page, "deterioration")
+    assert "NOT a medical device" in css(section, ".warning")[0].text
+    click(page, css(section, 'button[data-example="icu_stay.json"]')[0])
+    wait(page, lambda d: css(section, "textarea")[0].get_attribute("value"))
+    click(page, css(section, "button[type=submit]")[0])
+    wait(page, lambda d: css(section, ".decision") or error_text(section), message="no answer")
+    assert not error_text(section), error_text(section)
+    assert "h observed" in css(section, ".decision")[0].text and css(section, ".meter")
+    shoot(section, screenshots, "deterioration", page)
+
+
 def test_server_panel_lists_every_model_and_opens_a_card(page, screenshots, live_server):
     section = panel(page, "server")
     models = httpx.get(f"{live_server.url}/v1/models").json()["data"]
