@@ -63,6 +63,17 @@ class _Item:
     enqueued: float = field(default_factory=time.perf_counter)
 
 
+def run_error(model: str, exc: Exception) -> Exception:
+    """The error a request gets when its run raised. onnxruntime's InvalidArgument at run time is about the values
+    fed (an index past a Gather's table, shapes the graph's ops refuse): the request's fault, a 400 that says so.
+    Anything else is the model's: a 500 for that request only."""
+    if isinstance(exc, (BadRequest, ServiceUnavailable)):
+        return exc
+    if type(exc).__name__ == "InvalidArgument":  # onnxruntime.capi.onnxruntime_pybind11_state.InvalidArgument
+        return BadRequest(f"model {model!r} rejected the input values: {exc}")
+    return InferenceFailed(f"model {model!r} failed at run time: {type(exc).__name__}: {exc}")
+
+
 def _signature(feeds: dict[str, np.ndarray], pad_inputs: dict) -> tuple:
     """Requests with equal signatures can share one run."""
     parts = []
@@ -260,31 +271,43 @@ class Batcher:
             batch = [item for item in batch if not item.future.cancelled()]
             if not batch:
                 continue
-            started = time.perf_counter()
-            solo = False
-            batch_rows = sum(item.rows for item in batch)
-            try:
-                feeds = self._merge(batch)
-                # Solo: nothing in flight anywhere in the server and nobody else waiting here (queued requests
-                # will want the other instance). Only then may the batch take every core.
-                solo = self._tracker.begin(self._solo_runner is not None and not self._pending)
-                self._in_flight_rows += batch_rows
-                try:
-                    outputs = await self._threads.run(self._solo_runner if solo else self._runner, feeds)
-                finally:
-                    self._tracker.end()
-                    self._in_flight_rows -= batch_rows
-            except Exception as exc:  # the model raised: fail this batch only, keep serving
-                log.error("inference failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
-                error = exc if isinstance(exc, (BadRequest, ServiceUnavailable)) else InferenceFailed(
-                    f"model {self.name!r} failed at run time: {type(exc).__name__}: {exc}"
-                )
+            failure = await self._run(batch)
+            if failure is not None and len(batch) > 1:
+                # One request's values can fail a merged run (a token id past the vocabulary, say): run each
+                # alone, so only the request that caused it gets the error and the others their answers.
                 for item in batch:
                     if not item.future.done():
-                        item.future.set_exception(error)
-                continue
-            finished = time.perf_counter()
-            self._split(batch, outputs, started, finished, solo)
+                        await self._run([item])
+            elif failure is not None:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(failure)
+
+    async def _run(self, batch: list[_Item]) -> Exception | None:
+        """Run one batch and hand every item its rows; on failure, the error to give them (a lone item gets it
+        here and now)."""
+        started = time.perf_counter()
+        solo = False
+        batch_rows = sum(item.rows for item in batch)
+        try:
+            feeds = self._merge(batch)
+            # Solo: nothing in flight anywhere in the server and nobody else waiting here (queued requests
+            # will want the other instance). Only then may the batch take every core.
+            solo = self._tracker.begin(self._solo_runner is not None and not self._pending)
+            self._in_flight_rows += batch_rows
+            try:
+                outputs = await self._threads.run(self._solo_runner if solo else self._runner, feeds)
+            finally:
+                self._tracker.end()
+                self._in_flight_rows -= batch_rows
+        except Exception as exc:  # the model raised: fail this batch only, keep serving
+            log.error("inference failed: %s: %s", type(exc).__name__, exc, extra={"model": self.name})
+            error = run_error(self.name, exc)
+            if len(batch) == 1 and not batch[0].future.done():
+                batch[0].future.set_exception(error)
+            return error
+        self._split(batch, outputs, started, time.perf_counter(), solo)
+        return None
 
     def _share(self) -> int:
         """Rows one run may take: with several instances, an even share (rounded up) of the rows queued and

@@ -159,6 +159,31 @@ def test_a_failing_run_fails_its_batch_only_and_the_batcher_keeps_serving():
     run(_with_batcher(Batching(max_batch_size=4, max_queue_delay_ms=0), runner, body))
 
 
+def test_a_request_that_fails_a_merged_run_gets_the_error_alone_and_the_others_their_answers():
+    runner = RecordingRunner(delay_s=0.02, fail_on=-1.0)
+
+    async def body(batcher):
+        rows = [np.full((1, 2), -1.0 if i == 2 else i, np.float32) for i in range(6)]
+        results = await asyncio.gather(*(batcher.infer({"x": r}, 1) for r in rows), return_exceptions=True)
+        assert isinstance(results[2], InferenceFailed) and "poisoned row" in str(results[2])
+        for i, result in enumerate(results):
+            if i != 2:
+                np.testing.assert_array_equal(result[0]["y"], rows[i] * 2)
+        assert max(runner.batches) > 1  # they did share a run before the culprit was found
+
+    run(_with_batcher(Batching(max_batch_size=8, max_queue_delay_ms=30), runner, body))
+
+
+def test_onnxruntime_invalid_argument_at_run_time_is_the_requests_fault():
+    from service.batching import run_error
+
+    InvalidArgument = type("InvalidArgument", (Exception,), {})  # onnxruntime's pybind class of that name
+    assert isinstance(run_error("m", InvalidArgument("Gather: indices element out of data bounds")), BadRequest)
+    assert isinstance(run_error("m", RuntimeError("CUDA failure 2: out of memory")), InferenceFailed)
+    unavailable = ServiceUnavailable("draining")
+    assert run_error("m", unavailable) is unavailable
+
+
 def test_close_drains_queued_requests_then_refuses_new_ones():
     runner = RecordingRunner(delay_s=0.05)
 
