@@ -26,9 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training.export import export_onnx, ort_session, random_images, round_weights_to_fp16, store_weights_fp16  # noqa: E402
 from training.exporters.cifar10 import LogitEnsemble, TTAClassifier  # noqa: E402
-from training.nets.airbench import AirbenchNet, count_parameters  # noqa: E402
+from training.nets import count_parameters  # noqa: E402
+from training.nets.airbench import AirbenchNet  # noqa: E402
+from training.onnx_export import export_onnx, ort_session, random_images, round_weights_to_fp16, store_weights_fp16  # noqa: E402
 
 CANDIDATES = [  # name, widths, depth, members, tta
     ("94x1-tta1", (64, 256, 256), 2, 1, 1),

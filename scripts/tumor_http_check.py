@@ -45,7 +45,7 @@ def main() -> int:
     from bench.common import neuroserve
     from training import metrics
     from training.data import tumor as data
-    from training.export import ort_session
+    from training.onnx_export import ort_session
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")

@@ -123,3 +123,37 @@ def recreate_section(provenance: dict[str, Any]) -> str:
     p = provenance
     note = ("**Note on this run:** " + p["notes"]) if p.get("notes") else ""
     return f"## Recreate\n```\n{p['training_command']}\n{p['export_command']}\n```\n{note}"
+
+
+def plot_forecasts(history: np.ndarray, actual: np.ndarray, q: np.ndarray, path: Path, title: str,
+                   titles: Sequence[str] | None = None, baseline: np.ndarray | None = None,
+                   baseline_label: str = "baseline", history_tail: int | None = None) -> Path:
+    """Panels of (history tail, actual future, q50 and the 10-90% band) for a few windows."""
+    plt = _plt()
+    n = len(history)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.2 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        h = history[i] if history_tail is None else history[i][-history_tail:]
+        t_h = np.arange(-len(h) + 1, 1)
+        t_f = np.arange(1, q.shape[1] + 1)
+        ax.plot(t_h, h, color="grey", lw=1, label="history")
+        ax.plot(t_f, actual[i], color="black", lw=1.4, label="actual")
+        ax.plot(t_f, q[i, :, 1], color="tab:blue", lw=1.4, label="q50")
+        ax.fill_between(t_f, q[i, :, 0], q[i, :, 2], color="tab:blue", alpha=0.25, label="10-90%")
+        if baseline is not None:
+            ax.plot(t_f, baseline[i], color="tab:orange", lw=1, ls="--", label=baseline_label)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from training import ood
+from training.exporters import get_exporter
 from training.recipes import REGISTRY, get_recipe
 
 COMMANDS = {
@@ -61,22 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(generation recipes)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="train: override a recipe config field (generation recipes), repeatable")
-    from training.ood import add_arguments as ood_arguments  # numpy + onnx only at import
-
     ood_help = ("out-of-distribution profile of a committed model: adds the ood_features output, writes the profile, "
                 "manifest/card sections (training/ood.py)")
-    ood_arguments(sub.add_parser("ood", help=ood_help, description=ood_help))
+    ood.add_arguments(sub.add_parser("ood", help=ood_help, description=ood_help))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what the checkpoint and the card record as the command that ran (training.provenance)
     if args.command == "ood":
-        from training.ood import main as ood_main
-
-        return ood_main(args)
-    recipe = get_recipe(args.task)
-    return int(getattr(recipe, args.command)(args) or 0)
+        return ood.main(args)
+    if args.command == "export" and (exporter := get_exporter(args.task)) is not None:
+        return int(exporter(args) or 0)
+    return int(getattr(get_recipe(args.task), args.command)(args) or 0)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,11 @@
-"""Pieces every recipe shares: seeding, threads, resumable checkpoints, the epoch loop, history."""
+"""Pieces every recipe shares: seeding, threads, resumable checkpoints, the epoch loop, history, the one-cycle
+schedule."""
 
 from __future__ import annotations
 
 import json
 import os
-import platform
 import random
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
+
+# the recipes of the fraud and ICU tasks still import these from here: remove once they import training.provenance
+from training.provenance import git_commit, hardware  # noqa: F401
 
 
 def seed_everything(seed: int) -> None:
@@ -32,48 +35,6 @@ def setup_torch(device: str = "cpu", threads: int | None = None) -> torch.device
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
     """A generator that depends only on (seed, epoch, stream): resumed runs replay the same batches."""
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch * 101 + stream)
-
-
-def hardware(device: torch.device | str | None = None) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} CPUs visible), torch {torch.__version__}"
-    if device is not None and torch.device(device).type == "cuda":
-        text = f"{torch.cuda.get_device_name(torch.device(device))} (CUDA {torch.version.cuda}); {text}"
-    return text
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def export_command() -> str:
-    """This export's command line, without the free-text --note."""
-    import shlex
-    import sys
-
-    argv, out, skip = sys.argv[1:], [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--note":
-            skip = True
-            continue
-        if not a.startswith("--note="):
-            out.append(a)
-    return shlex.join(["neuroserve-train", *out])
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -144,4 +105,28 @@ def fit(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"))
         save_checkpoint(ckpt, {"epoch": epoch, "recipe": get_state(), "history": history.to_dict(), "meta": meta})
         (run_dir / "history.json").write_text(json.dumps(history.to_dict(), indent=2))
+    return history
+
+
+def one_cycle(opt: torch.optim.Optimizer, max_lr: float, total_steps: int, pct_start: float):
+    """OneCycleLR that also works for a handful of steps (tiny test runs): >= 2 warm-up steps, pct <= 0.5."""
+    total = max(int(total_steps), 4)
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total,
+                                               pct_start=min(0.5, max(pct_start, 2.0 / total)))
+
+
+def run_fit(model: nn.Module, opt: torch.optim.Optimizer, sched, **fit_kwargs) -> History:
+    """``fit`` with the usual (model, optimiser, scheduler) state, timed."""
+
+    def get_state() -> dict:
+        return {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}
+
+    def set_state(st: dict) -> None:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+
+    started = time.time()
+    history = fit(get_state=get_state, set_state=set_state, **fit_kwargs)
+    print(f"finished in {time.time() - started:.0f} s ({history.wall_time_s:.0f} s of epochs over all sessions)")
     return history

@@ -1,8 +1,9 @@
-"""ONNX export with the preprocessing baked in, a torch-vs-onnxruntime parity check, INT8
-quantisation and a latency benchmark.
+"""torch -> ONNX for every exporter: one-file export (dynamo for the image nets, the legacy exporter with named
+dynamic axes for the sequence nets), torch-vs-onnxruntime parity checks, running a graph over many rows, INT8
+quantisation, fp16 weight storage and a latency benchmark.
 
-The served graphs take RAW uint8 pixels, NHWC, exactly as decoded from an image file:
-uint8 -> float, /255, (x - mean) / std, NHWC -> NCHW all happen inside the graph.
+The served graphs take the raw inputs (uint8 NHWC pixels, token ids, raw values): the preprocessing is a module
+inside the exported graph (``training/nets/preprocess.py``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,36 +28,6 @@ FP16_MIN_ELEMENTS = 1024  # smaller tensors (biases, norms) stay fp32: no size t
 
 class ParityError(AssertionError):
     pass
-
-
-class Normalize(nn.Module):
-    """uint8 NHWC -> normalised float32 NCHW."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("inv_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        return (x - self.mean) * self.inv_std
-
-
-class ImageClassifier(nn.Module):
-    """RAW uint8 NHWC images -> class probabilities; optional horizontal-flip TTA (mean of logits)."""
-
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], flip_tta: bool = True):
-        super().__init__()
-        self.normalize = Normalize(mean, std)
-        self.net = net
-        self.flip_tta = flip_tta
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.normalize(images)
-        logits = self.net(x)
-        if self.flip_tta:
-            logits = 0.5 * (logits + self.net(torch.flip(x, dims=[3])))
-        return torch.softmax(logits, dim=1)
 
 
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name: str,
@@ -115,6 +86,69 @@ def parity_check(module: nn.Module, path: Path, make_input: Callable[[int], np.n
     if bad:
         raise ParityError(f"{path}: torch vs onnxruntime differ by more than {atol}: {bad}")
     return {"max_abs_diff": max(worst.values()), "batches": list(batches), "atol": atol}
+
+
+def export_graph(module: nn.Module, example: Mapping[str, torch.Tensor], path: Path, output_names: Sequence[str],
+                 dynamic: Mapping[str, Mapping[int, str]]) -> Path:
+    """Legacy (TorchScript) exporter with named dynamic axes, opset 17, one file.
+
+    The legacy path is the one that keeps ``nn.RNN`` sequence lengths dynamic (see TOOLCHAIN.md);
+    LSTM/GRU export and match on it too, so all sequence models share it.
+    """
+    module = module.eval()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(example)
+    axes = {k: dict(v) for k, v in dynamic.items()}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, tuple(example[k] for k in names), str(path), dynamo=False, input_names=names,
+                          output_names=list(output_names), opset_version=17, dynamic_axes=axes)
+    if Path(str(path) + ".data").exists():
+        raise RuntimeError(f"{path}: exporter wrote external data; expected one file")
+    return path
+
+
+def parity_cases(module: nn.Module, path: Path, cases: Sequence[Mapping[str, np.ndarray]],
+                 atol: float = PARITY_ATOL, rtol: float = 0.0) -> dict[str, object]:
+    """Max |torch - onnxruntime| over several named-input cases (batch sizes, sequence lengths).
+
+    Passes where |diff| <= atol + rtol * |torch|. Outputs in raw units (vehicles/hour, dollars) need rtol:
+    float32 spacing alone is ~5e-4 at 5,000, so an absolute 1e-4 is not representable there.
+    """
+    sess = ort_session(path)
+    module = module.eval()
+    worst = worst_rel = 0.0
+    shapes = []
+    for feeds in cases:
+        with torch.no_grad():
+            ref = module(*(torch.from_numpy(feeds[i.name]) for i in sess.get_inputs()))
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        got = sess.run(None, dict(feeds))
+        for r, g in zip(ref, got):
+            if tuple(r.shape) != tuple(g.shape):
+                raise ParityError(f"{path}: shape {g.shape} != torch {tuple(r.shape)} for {_shapes(feeds)}")
+            ref64 = r.numpy().astype(np.float64)
+            err = np.abs(ref64 - g.astype(np.float64))
+            if g.size and not np.all(err <= atol + rtol * np.abs(ref64)):
+                raise ParityError(f"{path}: torch vs onnxruntime differ by {err.max():.3g} (> {atol} + {rtol} x |ref|) "
+                                  f"for {_shapes(feeds)}")
+            worst = max(worst, float(err.max(initial=0.0)))
+            worst_rel = max(worst_rel, float((err / np.maximum(np.abs(ref64), 1e-12)).max(initial=0.0)))
+        shapes.append(_shapes(feeds))
+    return {"max_abs_diff": worst, "max_rel_diff": worst_rel, "cases": shapes, "atol": atol, "rtol": rtol}
+
+
+def _shapes(feeds: Mapping[str, np.ndarray]) -> str:
+    return ", ".join(f"{k}{list(v.shape)}" for k, v in feeds.items())
+
+
+def run_onnx(path: Path, feeds: Mapping[str, np.ndarray], batch: int = 512) -> np.ndarray:
+    """First output of the graph over all rows, in chunks."""
+    sess = ort_session(path)
+    n = len(next(iter(feeds.values())))
+    outs = [sess.run(None, {k: v[i : i + batch] for k, v in feeds.items()})[0] for i in range(0, n, batch)]
+    return np.concatenate(outs)
 
 
 def random_images(shape: Sequence[int], seed: int = 0) -> Callable[[int], np.ndarray]:

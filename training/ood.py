@@ -31,7 +31,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from training.cards import write_manifest
+from training.data import cifar10, sentiment, tumor
+from training.data.forecast import Windows
 from training.paths import MODELS_DIR, REPO_ROOT, default_data_dir
+from training.recipes import get_recipe
 
 OUTPUT = "ood_features"
 PREFIX = "ood/"
@@ -384,8 +388,6 @@ def _resize(images: np.ndarray, height: int, width: int, channels: int, resample
 
 def _image_pairs(manifest, data_dir: Path, rng, exclude: str) -> list[tuple[str, dict]]:
     """Shifted image sets shared by every image model, each in the model's input shape."""
-    from training.data import cifar10, tumor
-
     _, h, w, c = manifest.inputs[0].shape
     resample = str(manifest.preprocessing.get("resize", "bilinear")).lower()
     name = manifest.inputs[0].name
@@ -402,8 +404,6 @@ def _image_pairs(manifest, data_dir: Path, rng, exclude: str) -> list[tuple[str,
 
 
 def cifar_data(manifest, data_dir: Path, rng, args) -> OodData:
-    from training.data import cifar10
-
     train, val = cifar10.load_splits(data_dir)
     idx = _sample(len(train.y), args.fit + args.calibration, rng)
     fit, cal = idx[: args.fit], idx[args.fit:]
@@ -416,8 +416,6 @@ def cifar_data(manifest, data_dir: Path, rng, args) -> OodData:
 
 
 def tumor_data(manifest, data_dir: Path, rng, args) -> OodData:
-    from training.data import tumor
-
     train, val = tumor.load_splits(data_dir)
     order = rng.permutation(len(train.y))
     n_cal = min(args.calibration, len(order) // 6)
@@ -499,8 +497,6 @@ def _encode(manifest, folder: Path, session_inputs: set[str], texts: list[str]) 
 
 
 def sentiment_data(manifest, data_dir: Path, rng, args, folder: Path, session_inputs: set[str]) -> OodData:
-    from training.data import sentiment
-
     train, val = sentiment.load_splits(data_dir)
     idx = _sample(len(train.y), args.fit + args.calibration, rng)
     rng.shuffle(idx)
@@ -531,8 +527,6 @@ def sentiment_data(manifest, data_dir: Path, rng, args, folder: Path, session_in
 
 
 def forecast_data(manifest, data_dir: Path, rng, args, recipe_name: str, session_inputs: set[str]) -> OodData:
-    from training.recipes import get_recipe
-
     recipe = get_recipe(recipe_name)
     fit_w, cal_w, val_w, _ = recipe.load_windows(argparse.Namespace(data_dir=str(data_dir), limit=None))
     feeds = lambda w: {k: v for k, v in w.inputs.items() if k in session_inputs}  # noqa: E731
@@ -568,8 +562,6 @@ def forecast_data(manifest, data_dir: Path, rng, args, recipe_name: str, session
 
 def data_concat(a, b):
     """Two forecast window sets as one (training.data.forecast.Windows)."""
-    from training.data.forecast import Windows
-
     return Windows({k: np.concatenate([a.inputs[k], b.inputs[k]]) for k in a.inputs}, np.concatenate([a.y, b.y]),
                    np.concatenate([a.origin, b.origin]), np.concatenate([a.group, b.group]),
                    list(a.label) + list(b.label) if a.label and b.label else [])
@@ -799,8 +791,6 @@ def _standardised(groups: list[dict], features: np.ndarray) -> np.ndarray:
 
 def write_outputs(result: dict, args: argparse.Namespace) -> None:
     import onnx
-
-    from training.cards import write_manifest
 
     folder, manifest = result["folder"], result["manifest"]
     onnx.save(result["model_proto"], str(result["graph"]))

@@ -23,3 +23,8 @@ def default_checkpoint_dir() -> Path:
     if env:
         return Path(env)
     return Path.home() / ".cache" / "neuroserve" / "checkpoints"
+
+
+def models_dir(args) -> Path:
+    """The models repository an export writes into: --out, else models/ of this checkout."""
+    return Path(args.out) if getattr(args, "out", None) else MODELS_DIR

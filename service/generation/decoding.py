@@ -136,7 +136,6 @@ class Strategy:
     """Base: ``rows`` at admission; ``advance(logits)`` -> (kept local rows, their next tokens)."""
 
     rows: int = 1
-    generated: int = 0  # tokens generated over every choice (usage)
 
     def advance(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -160,7 +159,6 @@ class SampleStrategy(Strategy):
         for row, token in enumerate(tokens.tolist()):
             choice = self.active[row]
             out = self.texts[choice]
-            self.generated += 1
             reason = None
             if token == self.eos:
                 reason = "stop"
@@ -216,7 +214,6 @@ class BeamStrategy(Strategy):
     def advance(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows, vocab = logits.shape
         self.length += 1
-        self.generated += rows
         totals = (self.scores[:rows, None] + log_softmax(mask_tokens(logits, self.banned))).reshape(-1)
         wanted = min(2 * self.beams, totals.size)
         top = np.argpartition(-totals, wanted - 1)[:wanted]

@@ -112,7 +112,7 @@ def test_graph_normalisation_is_the_recipes(norm):
 
 @pytest.mark.timeout(120)
 def test_exported_in_graph_normalisation_matches_torch_and_warm_starts(tmp_path):
-    from training.export import export_onnx, ort_session
+    from training.onnx_export import export_onnx, ort_session
 
     wrapper = _wrapper("fg_z")
     images = _images()

@@ -11,7 +11,8 @@ import torch
 
 from service.manifest import read_manifest
 from training.cli import main
-from training.export import ImageClassifier, ParityError, export_onnx, ort_session, parity_check, random_images
+from training.exporters.cifar10 import TTAClassifier
+from training.onnx_export import ParityError, export_onnx, ort_session, parity_check, random_images
 
 
 def _common(tiny_data, tmp_path):
@@ -51,7 +52,7 @@ def test_cifar_small_train_resume_export(tiny_data, tmp_path, capsys):
 def test_cifar_ensemble_export_averages_the_members_logits(tiny_data, tmp_path):
     import onnx
 
-    from training.export import round_weights_to_fp16
+    from training.onnx_export import round_weights_to_fp16
     from training.exporters.cifar10 import LogitEnsemble, TTAClassifier
     from training.recipes import get_recipe
 
@@ -130,11 +131,11 @@ def test_parity_check_catches_a_wrong_graph(tmp_path):
     from training.nets.airbench import AirbenchNet
 
     torch.manual_seed(0)
-    net = ImageClassifier(AirbenchNet((8, 8, 8)), (0.5,) * 3, (0.25,) * 3).eval()
+    net = TTAClassifier(AirbenchNet((8, 8, 8)), tta_level=1).eval()
     path = export_onnx(net, torch.from_numpy(random_images((32, 32, 3))(2)), tmp_path / "m.onnx", "images",
                        ["probabilities"])
     assert parity_check(net, path, random_images((32, 32, 3)))["max_abs_diff"] <= 1e-4
-    other = ImageClassifier(AirbenchNet((8, 8, 8)), (0.5,) * 3, (0.25,) * 3).eval()  # different weights
+    other = TTAClassifier(AirbenchNet((8, 8, 8)), tta_level=1).eval()  # different weights
     with torch.no_grad():
         for p in other.parameters():
             p.add_(0.5)

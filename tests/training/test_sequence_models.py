@@ -18,7 +18,7 @@ from service.manifest import read_manifest
 from training.cli import main
 from training.recipes import get_recipe
 from training.data import sentiment as sdata
-from training.export import ort_session
+from training.onnx_export import ort_session
 
 POS = ["a great , moving film", "it 's wonderful and funny", "truly a delight", "the best movie of the year !",
        "warm , clever and beautiful", "i loved it"]
@@ -104,13 +104,16 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer
 
     common = _common(seq_data, tmp_path)
-    # sentiment-lstm: without its teacher here (test_transformer_teacher_distils_into_the_lstm covers distillation),
-    # with a bidirectional LM pretraining epoch of the cells
-    extra = ["--set", "teachers=", "--set", "lm_epochs=1"] if task == "sentiment-lstm" else []
+    # sentiment-lstm: without its teacher here (test_transformer_teacher_distils_into_the_lstm covers distillation)
+    extra = ["--set", "teachers="] if task == "sentiment-lstm" else []
     assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common, *extra]) == 0
-    ckpt = torch.load(tmp_path / "ckpt" / task / "last.pt", weights_only=False)
+    path = tmp_path / "ckpt" / task / "last.pt"
+    ckpt = torch.load(path, weights_only=False)
     if task == "sentiment-lstm":
-        assert ckpt["meta"]["lm_pretrain"]["epochs"] == 1 and not ckpt["meta"]["distill"]
+        assert not ckpt["meta"]["distill"]
+        # as saved before LM pretraining was removed: that config field (0 = none) and an empty summary still export
+        ckpt["meta"]["config"]["lm_epochs"], ckpt["meta"]["lm_pretrain"] = 0, {}
+        torch.save(ckpt, path)
     assert ckpt["meta"]["pretrain"]["epochs"] > 0  # skip-gram initialised embeddings
     models = tmp_path / "models"
     assert main(["export", task, "--out", str(models), "--skip-card", *common]) == 0  # raises on parity failure
@@ -221,7 +224,7 @@ def test_hour_of_week_and_baselines_on_a_toy_series():
 
 
 def test_conformal_widening_reaches_the_target_coverage():
-    from training.seqtools import interval_report, widening_factors
+    from training.intervals import interval_report, widening_factors
 
     rng = np.random.default_rng(0)
     y = rng.normal(0, 1, size=(4000, 3))

@@ -13,7 +13,7 @@ import pytest
 from service.manifest import read_manifest
 from training.data import forecast as fdata
 from training.data import sentiment as sdata
-from training.export import ort_session
+from training.onnx_export import ort_session
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 SENTIMENT = ["sentiment-rnn", "sentiment-gru", "sentiment-lstm"]

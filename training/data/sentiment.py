@@ -7,11 +7,12 @@ lives inside ``tokenizer.json`` (normalizer + pre-tokenizer), because the server
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from training.data.tsv import read_columns
 
 LABELS = ["negative", "positive"]
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1
@@ -42,18 +43,8 @@ class TextSplit:
 
 
 def read_tsv(path: Path, limit: int | None = None) -> TextSplit:
-    texts, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader)
-        if header[:2] != ["text", "label"]:
-            raise ValueError(f"{path}: expected header text<TAB>label, got {header}")
-        for row in reader:
-            texts.append(row[0])
-            labels.append(int(row[1]))
-            if limit and len(texts) >= limit:
-                break
-    return TextSplit(texts, np.asarray(labels, dtype=np.int64))
+    texts, labels = read_columns(path, ("text", "label"), limit)
+    return TextSplit(texts, np.asarray([int(v) for v in labels], dtype=np.int64))
 
 
 def load_splits(data_dir: Path, limit: int | None = None) -> tuple[TextSplit, TextSplit]:

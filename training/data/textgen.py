@@ -7,11 +7,12 @@ as ``tokenizer.json`` and used as-is by the server: NFKC, Metaspace pre-tokenize
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from training.data.tsv import read_columns
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0..3
 CHAT_ROLES = ["<|user|>", "<|assistant|>", "<|system|>"]  # ids 4..6
@@ -56,17 +57,7 @@ class Pairs:
 
 
 def read_pairs(path: Path, limit: int | None = None) -> Pairs:
-    src, tgt = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader)
-        if header[:2] != ["src", "tgt"]:
-            raise ValueError(f"{path}: expected header src<TAB>tgt, got {header}")
-        for row in reader:
-            src.append(row[0])
-            tgt.append(row[1])
-            if limit and len(src) >= limit:
-                break
+    src, tgt = read_columns(path, ("src", "tgt"), limit)
     return Pairs(src, tgt)
 
 

@@ -1,4 +1,7 @@
-"""Export the CIFAR-10 models: fp32 ONNX (+ INT8 for the full model), parity, metrics, latency, cards."""
+"""Export the CIFAR-10 models: fp32 ONNX (+ INT8 for the full model), parity, metrics, latency, cards.
+
+    neuroserve-train export cifar10 [--ensemble CKPT ...] [--tta 0|1|2] [--fp16-weights] [--keep-int8]
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,14 @@ from torch import nn
 
 from training import cards, metrics
 from training.data import cifar10 as data
-from training.export import (PARITY_ATOL, Normalize, benchmark, export_onnx, file_size, ort_session, parity_check,
-                             quantize_static_int8, random_images, round_weights_to_fp16, store_weights_fp16)
-from training.loop import export_command, git_commit, hardware
-from training.nets.airbench import count_parameters
-from training.recipes.cifar10 import predictions_by_tta, to_float, tta_logits
+from training.nets import count_parameters
+from training.nets.preprocess import Normalize
+from training.onnx_export import (benchmark, export_onnx, file_size, ort_session, parity_check, quantize_static_int8,
+                                  random_images, round_weights_to_fp16, store_weights_fp16)
+from training.paths import models_dir
+from training.provenance import command_line, git_commit, hardware, training_command
+from training.recipes import get_recipe
+from training.recipes.cifar10 import Cifar10Recipe, predictions_by_tta, to_float, tta_logits
 
 # What the graph does for each test-time-augmentation level (training/recipes/cifar10.py: tta_logits).
 TTA = {
@@ -48,12 +54,10 @@ class LogitEnsemble(nn.Module):
         return torch.stack([net(x) for net in self.members]).mean(0)
 
 
-def load_members(recipe, args: argparse.Namespace) -> list[tuple[nn.Module, dict[str, Any]]]:
+def load_members(recipe: Cifar10Recipe, checkpoints: list[Path]) -> list[tuple[nn.Module, dict[str, Any]]]:
     """The main checkpoint and the ``--ensemble`` ones; all must share the validation split and model name,
     or the ensemble's validation figure would count images some member trained on."""
-    members = [recipe.load_trained(args)]
-    for path in getattr(args, "ensemble", None) or []:
-        members.append(recipe.load_trained(argparse.Namespace(**{**vars(args), "checkpoint": path})))
+    members = [recipe.load_checkpoint(path) for path in checkpoints]
     first = members[0][1]["meta"]
     for _, ckpt in members[1:]:
         meta = ckpt["meta"]
@@ -116,11 +120,6 @@ def cutout_line(cfg: dict[str, Any]) -> str:
     return f" + cutout (a {cfg['cutout']}x{cfg['cutout']} square zeroed per image per epoch)" if cfg.get("cutout") else ""
 
 
-def clean_command(command: str) -> str:
-    """Checkpoints written before the command_line() fix quote 'python -m training'."""
-    return command.replace("'python -m training'", "neuroserve-train").replace(" --resume", "")
-
-
 def ort_predict(path: Path, x: np.ndarray, batch: int = 500) -> np.ndarray:
     sess = ort_session(path)
     return np.concatenate([sess.run(None, {"images": x[i : i + batch]})[0] for i in range(0, len(x), batch)])
@@ -135,24 +134,34 @@ def nearest_centroid_baseline(train_x: np.ndarray, train_y: np.ndarray, val_x: n
     return metrics.accuracy_with_ci(d.argmin(1), val_y)
 
 
-def export_cifar(recipe, args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """``neuroserve-train export cifar10|cifar10-small``: the CLI's arguments -> ``export_cifar``."""
+    recipe = get_recipe(args.task)
+    members = load_members(recipe, [recipe.checkpoint_path(args), *map(Path, args.ensemble or [])])
+    return export_cifar(members, models_dir(args), recipe.data_dir(args), tta=args.tta, fp16_weights=args.fp16_weights,
+                        keep_int8=args.keep_int8, seed=args.seed, note=args.note, skip_card=args.skip_card,
+                        command=command_line(args.argv))
+
+
+def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: Path, data_dir: Path, *,
+                 tta: int | None = None, fp16_weights: bool = False, keep_int8: bool = False, seed: int = 0,
+                 note: str | None = None, skip_card: bool = False, command: str = "") -> int:
+    """Trained nets with their checkpoints (one, or an ensemble) -> models_root/<model_name>/ (+ cifar10-int8 for
+    the full model): the graph, parity, validation figures through the graph, latency, manifest and card."""
     torch.set_num_threads(2)
     t_start = time.time()
-    members = load_members(recipe, args)
     model, ckpt = members[0]
     if len(members) > 1:
         model = LogitEnsemble([net for net, _ in members]).eval()
     meta = ckpt["meta"]
     cfg = meta["config"]
     name = cfg["model_name"]
-    models_root = recipe.models_dir(args)
     model_dir = models_root / name
     onnx_path = model_dir / "1" / "model.onnx"
 
-    if getattr(args, "tta", None) is not None:  # the served graph's choice, not the training's: the card says so
-        cfg = {**cfg, "tta_level": args.tta}
+    if tta is not None:  # the served graph's choice, not the training's: the card says so
+        cfg = {**cfg, "tta_level": tta}
     tta_level = int(cfg.get("tta_level", 1))
-    fp16_weights = bool(getattr(args, "fp16_weights", False))
     if fp16_weights:  # before anything is measured: every figure below is of the weights as served
         round_weights_to_fp16(model)
     wrapper = TTAClassifier(model, tta_level).eval()
@@ -161,7 +170,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     parity = parity_check(wrapper, onnx_path, random_images((32, 32, 3), seed=1))
     print(f"exported {onnx_path} ({file_size(onnx_path) / 1e6:.2f} MB); parity {parity}")
 
-    train_split, val_split = data.load_splits(recipe.data_dir(args), cfg["val_size"], cfg["split_seed"], meta.get("limit"))
+    train_split, val_split = data.load_splits(data_dir, cfg["val_size"], cfg["split_seed"], meta.get("limit"))
     ensemble = ensemble_metrics(members, model, val_split) if len(members) > 1 else None
     t0 = time.time()
     probs = ort_predict(onnx_path, val_split.x)
@@ -173,7 +182,6 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     baseline = nearest_centroid_baseline(train_split.x, train_split.y, val_split.x, val_split.y)
 
     variants: dict[str, dict[str, Any]] = {name: {"path": onnx_path, "accuracy": acc}}
-    keep_int8 = bool(getattr(args, "keep_int8", False))
     if name == "cifar10-resnet" and keep_int8:  # the committed cifar10-int8 stays as it is (its own card's figures)
         import json
 
@@ -184,7 +192,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     if name == "cifar10-resnet" and not keep_int8:
         int8_dir = models_root / "cifar10-int8"
         int8_path = int8_dir / "1" / "model.onnx"
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(seed)
         calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
         quantize_static_int8(onnx_path, int8_path, train_split.x[calib_index])
         p8 = ort_predict(int8_path, val_split.x)
@@ -193,7 +201,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         print(f"cifar10-int8: validation accuracy {cards.fmt_prop(acc8)}; top-1 agreement with fp32 {agree:.4f}")
         variants["cifar10-int8"] = {"path": int8_path, "accuracy": acc8, "agreement_with_fp32": agree,
                                     "calibration": {"images": 512, "from": "train split (never validation)",
-                                                    "seed": args.seed, "method": "static QDQ, MinMax, per-channel "
+                                                    "seed": seed, "method": "static QDQ, MinMax, per-channel "
                                                     "int8 weights, uint8 activations, Conv/MatMul/Gemm"}}
     if name == "cifar10-resnet":
         small = models_root / "cifar10-small" / "1" / "model.onnx"
@@ -224,8 +232,8 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
     history = ckpt["history"]
     wall = sum(c["history"]["wall_time_s"] for _, c in members)
     provenance = {
-        "training_command": "\n".join(clean_command(c["meta"]["command"]) for _, c in members),
-        "export_command": export_command(),
+        "training_command": "\n".join(training_command(c["meta"]) for _, c in members),
+        "export_command": command,
         "seed": meta["seed"],
         "epochs": len(history["epochs"]),
         "train_wall_time_s": round(wall, 1),
@@ -245,8 +253,8 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
             {"seed": c["meta"]["seed"], "epochs": len(c["history"]["epochs"]),
              "train_wall_time_s": round(c["history"]["wall_time_s"], 1), "params": count_parameters(net)}
             for net, c in members]
-    if getattr(args, "note", None):
-        provenance["notes"] = args.note
+    if note:
+        provenance["notes"] = note
     metric_block = {
         "accuracy": acc,
         "accuracy_no_tta_last_epoch": history["epochs"][-1]["val_acc"],
@@ -283,7 +291,7 @@ def export_cifar(recipe, args: argparse.Namespace) -> int:
         "parameters": {"top_k": 5, "tta": TTA[tta_level][0]}, "provenance": provenance,
         "metrics": {"val_accuracy": acc["value"], "val_accuracy_ci95": acc["ci95"], "val_n": acc["n"]},
     })
-    if not args.skip_card:
+    if not skip_card:
         cards.plot_history(history, model_dir / "training_curves.png",
                            [("train_loss", "val_loss"), ("train_acc", "val_acc", "val_acc_tta")], f"{name} training")
         cards.plot_confusion(cm, data.LABELS, model_dir / "confusion_matrix.png",

@@ -23,14 +23,14 @@ import torch
 
 from training import cards
 from training.data import textgen
-from training.export import file_size, ort_session
 from training.exporters import generation_graphs as graphs
-from training.loop import export_command, git_commit
-from training.recipes.generation import GenConfig
+from training.onnx_export import file_size, ort_session
+from training.paths import models_dir
+from training.provenance import command_line, git_commit
+from training.recipes import get_recipe
 
 TRANSLATION_NAME = "translate-en-de"
 CHAT_NAME = "chat-dailydialog"
-CHAT_CONTEXT = 256  # the training window: positions past it were never trained
 SEED_COMMAND = "scripts/gpu_train_generation.sh ../shared/data TOKDIR RUN 300"
 
 
@@ -105,16 +105,25 @@ def bootstrap_bleu(hyps: list[str], refs: list[str], n_boot: int = 200, seed: in
     return [round(float(np.percentile(scores, 2.5)), 2), round(float(np.percentile(scores, 97.5)), 2)]
 
 
-def _provenance(ckpt: dict, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+def recorded_training_command(ckpt: dict) -> dict[str, str]:
+    """The command the checkpoint's run recorded; a checkpoint saved before runs recorded it gets one rebuilt from
+    its config, and says so."""
+    if ckpt.get("command"):
+        return {"training_command": ckpt["command"]}
     cfg = ckpt["config"]
     sets = " ".join(f"--set {k}={cfg[k]}" for k in ("d_model", "heads", "encoder_layers", "decoder_layers", "ff",
                                                       "dropout", "lr") if k in cfg)
-    task = ckpt["task"]
+    return {"training_command": f"neuroserve-train train {ckpt['task']} --seed {ckpt['seed']} {sets}",
+            "training_command_note": "not recorded by this checkpoint: rebuilt from its config and seed"}
+
+
+def _provenance(ckpt: dict, command: str, extra: dict[str, Any]) -> dict[str, Any]:
+    cfg = ckpt["config"]
     return {
-        "training_command": (f"neuroserve-train train {task} --device cuda --seed {ckpt['seed']} "
-                             f"--time-budget 300 {sets}"),
-        "sweep_command": SEED_COMMAND,
-        "export_command": export_command(),
+        **recorded_training_command(ckpt),
+        # a run kept from scripts/gpu_train_generation.sh's sweep (packed by gpu_pick_best.py, which names the run)
+        **({"sweep_command": SEED_COMMAND} if ckpt.get("run") else {}),
+        "export_command": command,
         "seed": ckpt["seed"], "epochs_run": len(ckpt["history"]), "planned_epochs": ckpt["planned_epochs"],
         "best_epoch": ckpt["best"]["epoch"], "train_wall_time_s": round(ckpt["train_wall_time_s"], 1),
         "hardware": ckpt["hardware"], "device": ckpt["device"], "params": ckpt["params"],
@@ -123,9 +132,10 @@ def _provenance(ckpt: dict, args: argparse.Namespace, extra: dict[str, Any]) -> 
     }
 
 
-def _sweep_rows(args: argparse.Namespace, task: str) -> list[list[Any]]:
-    summary = Path(args.checkpoint).parent.parent / "summary.json" if args.checkpoint else None
-    if not summary or not summary.exists():
+def _sweep_rows(checkpoint: Path, task: str) -> list[list[Any]]:
+    """The sweep's table, when the checkpoint came from one (its summary.json two levels up)."""
+    summary = checkpoint.parent.parent / "summary.json"
+    if not summary.exists():
         return []
     data = json.loads(summary.read_text())
     rows = []
@@ -140,22 +150,39 @@ def _sweep_rows(args: argparse.Namespace, task: str) -> list[list[Any]]:
     return rows
 
 
-def _start(recipe, args: argparse.Namespace, name: str):
-    """What both exports begin with: the trained model and its tokenizer (copied into the model folder), the data."""
+def main(args: argparse.Namespace) -> int:
+    """``neuroserve-train export translation|chat``: the trained model and its tokenizer, the data and (chat) the
+    recipe's validation perplexity -> ``export_translation`` / ``export_chat``."""
     torch.set_num_threads(2)
-    model, ckpt, tok = recipe.load_trained(args)
+    recipe = get_recipe(args.task)
+    checkpoint = recipe.checkpoint_path(args)
+    model, ckpt, tok = recipe.load_checkpoint(checkpoint)
     train, val = recipe.load(args)
-    out_dir = recipe.models_dir(args) / name
+    common = {"skip_card": args.skip_card, "command": command_line(args.argv),
+              "sweep": _sweep_rows(checkpoint, args.task) if args.checkpoint else []}
+    if args.task == "translation":
+        out_dir = _model_dir(models_dir(args) / TRANSLATION_NAME, checkpoint)
+        return export_translation(model, ckpt, tok, train, val, out_dir, **common)
+    out_dir = _model_dir(models_dir(args) / CHAT_NAME, checkpoint)
+    with torch.no_grad():
+        torch_metrics = recipe.evaluate_model(model, tok, val, None, recipe.saved_config(ckpt), torch.device("cpu"), True)
+    return export_chat(model, ckpt, tok, train, val, out_dir, torch_metrics, **common)
+
+
+def _model_dir(out_dir: Path, checkpoint: Path) -> Path:
+    """The model folder, with the tokenizer the checkpoint was trained with (beside it) copied in."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy(recipe.tokenizer_path(args), out_dir / "tokenizer.json")
-    return model, ckpt, tok, train, val, out_dir
+    shutil.copy(checkpoint.parent / "tokenizer.json", out_dir / "tokenizer.json")
+    return out_dir
 
 
 # -- translation -------------------------------------------------------------------------------
 
-def export_translation(recipe, args: argparse.Namespace) -> int:
+def export_translation(model, ckpt: dict, tok, train, val, out_dir: Path, *, skip_card: bool = False,
+                       command: str = "", sweep: list[list[Any]] | None = None) -> int:
+    """A trained Seq2SeqTransformer -> out_dir: fp32 graphs checked token for token against torch, the INT8 graphs
+    served, BLEU through them, manifest and card."""
     t_start = time.time()
-    model, ckpt, tok, train, val, out_dir = _start(recipe, args, TRANSLATION_NAME)
     c, version_dir = model.config, out_dir / "1"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -185,8 +212,8 @@ def export_translation(recipe, args: argparse.Namespace) -> int:
               "vocab_size": c.vocab_size, "max_positions": c.max_positions, "max_input_tokens": 128,
               "max_new_tokens": 128, "default_beam_size": 4, "max_beam_size": 8,
               "length_penalty": 1.0}  # chosen on validation: scripts/eval_generation.py measures the grid
-    provenance = _provenance(ckpt, args, {"export_wall_time_s": round(time.time() - t_start, 1),
-                                          "train_pairs": len(train), "val_pairs": len(val)})
+    provenance = _provenance(ckpt, command, {"export_wall_time_s": round(time.time() - t_start, 1),
+                                             "train_pairs": len(train), "val_pairs": len(val)})
     manifest = {
         "name": TRANSLATION_NAME, "task": "translation", "priority": 10,
         "description": (f"Multi30k English->German: Transformer encoder-decoder ({c.encoder_layers}+{c.decoder_layers} "
@@ -201,13 +228,13 @@ def export_translation(recipe, args: argparse.Namespace) -> int:
         "parameters": params, "provenance": provenance, "metrics": metrics,
     }
     cards.write_manifest(out_dir, manifest)
-    if not args.skip_card:
+    if not skip_card:
         history = {"epochs": ckpt["history"]}
         cards.plot_history(history, out_dir / "training_curves.png",
                            [("train_loss", "val_loss"), ("val_bleu",)], f"{TRANSLATION_NAME}: training")
         samples = list(zip(val.src[:6], hyp8[:6], val.tgt[:6]))
         card = {"name": TRANSLATION_NAME, "metrics": metrics, "provenance": provenance,
-                "sweep": _sweep_rows(args, "translation"), "samples": samples}
+                "sweep": sweep or [], "samples": samples}
         cards.write_card(out_dir, card, translation_readme(manifest, metrics, provenance, card, bleu8, bleu32))
     print(json.dumps({k: v for k, v in metrics.items() if k != "parity"}, indent=1))
     return 0
@@ -219,8 +246,10 @@ INT8_NOTE = ("INT8 and batching: dynamic quantisation scales each activation ten
 
 
 def recreate(p: dict[str, Any]) -> str:
-    sweep = p["sweep_command"] + "   # the sweep (on a GPU); the run kept was:\n" + p["training_command"]
-    return cards.recreate_section({**p, "training_command": sweep})
+    command = p["training_command"] + (f"   # {p['training_command_note']}" if p.get("training_command_note") else "")
+    if p.get("sweep_command"):
+        command = p["sweep_command"] + "   # the sweep (on a GPU); the run kept was:\n" + command
+    return cards.recreate_section({**p, "training_command": command})
 
 
 def translation_readme(manifest, m, p, card, bleu8, bleu32) -> str:
@@ -319,9 +348,11 @@ def unigram_ppl(train_rows: list[list[int]], val_rows: list[list[int]], vocab: i
     return math.exp(nll / sum(len(r) - 1 for r in val_rows))
 
 
-def export_chat(recipe, args: argparse.Namespace) -> int:
+def export_chat(model, ckpt: dict, tok, train, val, out_dir: Path, torch_metrics: dict[str, float], *,
+                skip_card: bool = False, command: str = "", sweep: list[list[Any]] | None = None) -> int:
+    """A trained DecoderOnlyLM -> out_dir: the fp32 step graph checked against torch, the INT8 graph served, its
+    perplexity on a validation subset beside ``torch_metrics`` (the recipe's full validation perplexity), card."""
     t_start = time.time()
-    model, ckpt, tok, train, val, out_dir = _start(recipe, args, CHAT_NAME)
     c, version_dir = model.config, out_dir / "1"
     window = ckpt["config"]["context"]
     val_rows = [w for d in val for w in textgen.windows(textgen.transcript_ids(tok, d), window, window)]
@@ -338,9 +369,7 @@ def export_chat(recipe, args: argparse.Namespace) -> int:
         nll32, n32 = onnx_lm_nll(dec32, subset, c)
         nll8, n8 = onnx_lm_nll(dec8, subset, c)
         sizes = {"fp32_bytes": file_size(dec32), "int8_bytes": file_size(dec8)}
-    with torch.no_grad():
-        full = recipe.evaluate_model(model, tok, val, None, GenConfig(**ckpt["config"]), torch.device("cpu"), True)
-    metrics = {"val_ppl": round(full["val_ppl"], 2), "val_reply_ppl": round(full["val_reply_ppl"], 2),
+    metrics = {"val_ppl": round(torch_metrics["val_ppl"], 2), "val_reply_ppl": round(torch_metrics["val_reply_ppl"], 2),
                "baseline_unigram_ppl": round(unigram_ppl(train_rows, val_rows, c.vocab_size), 1),
                "val_subset_ppl_onnx_fp32": round(math.exp(nll32 / n32), 2),
                "val_subset_ppl_onnx_int8": round(math.exp(nll8 / n8), 2), "val_subset_tokens": n8,
@@ -351,9 +380,9 @@ def export_chat(recipe, args: argparse.Namespace) -> int:
               "layers": c.decoder_layers, "heads": c.heads, "head_dim": c.head_dim, "vocab_size": c.vocab_size,
               "max_positions": window, "max_context_tokens": window, "max_new_tokens": 128,
               "temperature": 0.8, "top_p": 0.9, "top_k": 50}
-    provenance = _provenance(ckpt, args, {"export_wall_time_s": round(time.time() - t_start, 1),
-                                          "train_dialogues": len(train), "val_dialogues": len(val),
-                                          "license": "DailyDialog: CC BY-NC-SA 4.0 (non-commercial, share-alike)"})
+    provenance = _provenance(ckpt, command, {"export_wall_time_s": round(time.time() - t_start, 1),
+                                             "train_dialogues": len(train), "val_dialogues": len(val),
+                                             "license": "DailyDialog: CC BY-NC-SA 4.0 (non-commercial, share-alike)"})
     manifest = {
         "name": CHAT_NAME, "task": "chat", "priority": 10,
         "description": (f"DailyDialog chat: decoder-only Transformer ({c.decoder_layers} layers, d{c.d_model}, BPE "
@@ -368,10 +397,10 @@ def export_chat(recipe, args: argparse.Namespace) -> int:
         "parameters": params, "provenance": provenance, "metrics": metrics,
     }
     cards.write_manifest(out_dir, manifest)
-    if not args.skip_card:
+    if not skip_card:
         cards.plot_history({"epochs": ckpt["history"]}, out_dir / "training_curves.png",
                            [("train_loss", "val_loss"), ("val_ppl", "val_reply_ppl")], f"{CHAT_NAME}: training")
-        card = {"name": CHAT_NAME, "metrics": metrics, "provenance": provenance, "sweep": _sweep_rows(args, "chat")}
+        card = {"name": CHAT_NAME, "metrics": metrics, "provenance": provenance, "sweep": sweep or []}
         cards.write_card(out_dir, card, chat_readme(manifest, metrics, provenance, card))
     print(json.dumps({k: v for k, v in metrics.items() if k != "parity"}, indent=1))
     return 0
@@ -430,6 +459,3 @@ any kind.
 {recreate(p)}
 """
 
-
-def export_generation(recipe, args: argparse.Namespace) -> int:
-    return export_translation(recipe, args) if recipe.task == "translation" else export_chat(recipe, args)

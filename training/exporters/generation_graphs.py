@@ -14,11 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.export import ort_session
-from training.nets.transformer import (DecoderOnlyLM, EncoderExport, LMStepExport, Seq2SeqStepExport,
-                                       Seq2SeqTransformer)
+from training.nets.transformer import DecoderOnlyLM, EncoderExport, LMStepExport, Seq2SeqStepExport, Seq2SeqTransformer
+from training.onnx_export import ort_session
 
-CACHE = ["layers", "batch", "heads", "past", "head_dim"]
 ENCODER_IO = {
     "inputs": [{"name": "src_ids", "datatype": "INT64", "shape": [-1, -1]}],
     "outputs": [{"name": "cross_key", "datatype": "FP32", "shape": [-1, -1, -1, -1, -1]},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,13 @@ from torch import nn
 from training import cards, metrics
 from training.data import tumor as data
 from training.data.mri_augment import ForegroundNorm
-from training.export import Normalize, benchmark, export_onnx, file_size, ort_session, parity_check, random_images
-from training.loop import export_command, git_commit
-from training.nets.airbench import count_parameters
-from training.recipes.tumor import predict, to_float
+from training.nets import count_parameters
+from training.nets.preprocess import Normalize
+from training.nets.tumor_cnn import TumorCNN
+from training.onnx_export import benchmark, export_onnx, file_size, ort_session, parity_check, random_images
+from training.paths import models_dir
+from training.provenance import command_line, git_commit, training_command
+from training.recipes.tumor import TumorRecipe, predict, to_float
 
 MIN_SENSITIVITY = 0.97
 MIN_EXTERNAL_SENSITIVITY = 0.90  # screening floor on the out-of-source set (tumor_external_val), issue 15
@@ -224,16 +228,26 @@ def intensity_stats(x: np.ndarray) -> np.ndarray:
     return np.stack([f.mean(1), f.std(1), *np.percentile(f, [10, 50, 90, 99], axis=1), (f < 0.02).mean(1)], 1)
 
 
-def export_tumor(recipe, args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
+    """``neuroserve-train export tumor``: the CLI's arguments -> ``export_tumor``."""
+    recipe = TumorRecipe()
+    model, ckpt = recipe.load_trained(args)
+    return export_tumor(model, ckpt, models_dir(args), recipe.data_dir(args), note=args.note,
+                        skip_card=args.skip_card, command=command_line(args.argv))
+
+
+def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_dir: Path, *,
+                 note: str | None = None, skip_card: bool = False, command: str = "") -> int:
+    """A trained TumorCNN and its checkpoint -> models_root/<model_name>/: Platt/temperature calibration on
+    validation, the graph, parity, the screening threshold, validation and out-of-source figures, manifest, card."""
     torch.set_num_threads(2)
     t_start = time.time()
-    model, ckpt = recipe.load_trained(args)
     meta = ckpt["meta"]
     cfg = meta["config"]
     name = cfg["model_name"]
-    model_dir = recipe.models_dir(args) / name
+    model_dir = models_root / name
     onnx_path = model_dir / "1" / "model.onnx"
-    train_set, val_set = data.load_splits(recipe.data_dir(args), meta.get("limit"))
+    train_set, val_set = data.load_splits(data_dir, meta.get("limit"))
     y, sub = val_set.y, val_set.subtype
 
     # calibration on validation (torch logits with the same mirror TTA as the graph)
@@ -254,7 +268,7 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
     # one threshold for both sets, screening first: the highest one that keeps sensitivity >= 0.97 on validation
     # and, where the out-of-source set is present, >= 0.90 on it (so that set then takes part in the selection)
     threshold_val = metrics.threshold_for_sensitivity(y, p, MIN_SENSITIVITY)
-    ext = data.load_external(recipe.data_dir(args))
+    ext = data.load_external(data_dir)
     external = None
     threshold = threshold_val
     if ext is not None:
@@ -302,14 +316,14 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
 
     history = ckpt["history"]
     provenance = {
-        "training_command": meta["command"].replace(" --resume", ""), "export_command": export_command(),
+        "training_command": training_command(meta), "export_command": command,
         "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
         "hardware": meta["hardware"], "git_commit": git_commit(), "params": count_parameters(model),
         "onnx_bytes": file_size(onnx_path), "train_images": meta["n_train"], "validation_images": int(len(y)),
         "framework": f"torch {torch.__version__}",
     }
-    if getattr(args, "note", None):
-        provenance["notes"] = args.note
+    if note:
+        provenance["notes"] = note
     metric_block = {
         "external": external, "val_sensitivity_by_subtype": per_subtype, "at_val_only_threshold": report_val_only, "threshold_val_only": threshold_val,
         "before": BEFORE, "before_screening": BEFORE_SCREENING,
@@ -344,7 +358,7 @@ def export_tumor(recipe, args: argparse.Namespace) -> int:
                         "external_specificity_ci95": external["at_threshold"]["specificity"]["ci95"],
                         "external_n": external["n"]} if external else {})},
     })
-    if not args.skip_card:
+    if not skip_card:
         cards.plot_history(history, model_dir / "training_curves.png",
                            [("train_loss", "val_loss"), ("val_auroc", "val_sens@0.5", "val_spec@0.5", "val_subtype_acc"),
                             ("ext_auroc", "ext_sens@val97", "ext_spec@val97")],

@@ -92,7 +92,3 @@ class AirbenchNet(nn.Module):
         eigenvectors = eigenvectors.T.reshape(c * k[0] * k[1], c, k[0], k[1]).flip(0)
         scaled = eigenvectors / torch.sqrt(eigenvalues + eps)
         self.whiten.weight.data[:] = torch.cat((scaled, -scaled)).float()
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

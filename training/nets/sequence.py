@@ -8,13 +8,10 @@ import math
 import torch
 from torch import nn
 
-from training.seqtools import monotone_quantiles
+from training.nets import count_parameters  # noqa: F401  (recipes/risk.py imports it from here; remove then)
+from training.nets.quantile import monotone_quantiles
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def make_rnn(arch: str, inp: int, hidden: int, layers: int = 1, dropout: float = 0.0) -> nn.Module:

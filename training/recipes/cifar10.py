@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -37,11 +35,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training import metrics
+from training.config import config_from_checkpoint
 from training.data import cifar10 as data
-from training.loop import epoch_generator, fit, hardware, load_checkpoint, seed_everything, setup_torch
-from training.nets.airbench import AirbenchNet, count_parameters
+from training.loop import epoch_generator, fit, load_checkpoint, seed_everything, setup_torch
+from training.nets import count_parameters
+from training.nets.airbench import AirbenchNet
+from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args
 
 
 @dataclass
@@ -172,11 +173,7 @@ def predictions_by_tta(model: nn.Module, x: torch.Tensor, levels=(0, 1, 2)) -> d
 
 class Cifar10Recipe(Recipe):
     task = "cifar10"
-    data_subdir = "cifar10"
     default = CifarConfig()
-
-    def config(self, args: argparse.Namespace) -> CifarConfig:
-        return config_from_args(self.default, args)
 
     def build(self, cfg: CifarConfig) -> AirbenchNet:
         return AirbenchNet(cfg.widths, bn_momentum=cfg.bn_momentum, scaling=cfg.scaling, depth=cfg.depth).to(
@@ -340,7 +337,7 @@ class Cifar10Recipe(Recipe):
                 lookahead["state"].ema = s["lookahead"]
             state["step"] = s["step"]
 
-        meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "command": command_line(),
+        meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "command": command_line(args.argv),
                 "hardware": hardware(device), "val_index": val_split.index.tolist(), "n_train": n,
                 "params": count_parameters(model), "limit": args.limit, **planned}
         run_dir = self.run_dir(args)
@@ -352,10 +349,9 @@ class Cifar10Recipe(Recipe):
         return 0
 
     # -- evaluate ----------------------------------------------------------------------
-    def load_trained(self, args: argparse.Namespace) -> tuple[AirbenchNet, dict[str, Any]]:
-        path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt"
+    def load_checkpoint(self, path: Path) -> tuple[AirbenchNet, dict[str, Any]]:
         ckpt = load_checkpoint(path)
-        cfg = CifarConfig(**{**asdict(self.default), **ckpt["meta"]["config"]})
+        cfg = config_from_checkpoint(self.default, ckpt["meta"]["config"])
         cfg.widths = tuple(cfg.widths)
         model = self.build(cfg)
         model.load_state_dict(ckpt["recipe"]["model"])  # fp16-stored weights (gpu_cifar_collect.py) load as fp32
@@ -363,25 +359,13 @@ class Cifar10Recipe(Recipe):
         return model, ckpt
 
     def evaluate(self, args: argparse.Namespace) -> int:
-        from training import metrics
-
         setup_torch(args.device)
         model, ckpt = self.load_trained(args)
         cfg = ckpt["meta"]["config"]
         _, val_split = data.load_splits(self.data_dir(args), cfg["val_size"], cfg["split_seed"], ckpt["meta"].get("limit"))
         x_val = to_float(val_split.x)
-        result = {f"tta{level}": metrics.accuracy_with_ci(pred, val_split.y)
-                  for level, pred in predictions_by_tta(model, x_val).items()}
-        print(json.dumps(result, indent=2))
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=2))
-        return 0
-
-    # -- export ------------------------------------------------------------------------
-    def export(self, args: argparse.Namespace) -> int:
-        from training.exporters.cifar10 import export_cifar
-
-        return export_cifar(self, args)
+        return self.report(args, {f"tta{level}": metrics.accuracy_with_ci(pred, val_split.y)
+                                  for level, pred in predictions_by_tta(model, x_val).items()})
 
 
 class Cifar10SmallRecipe(Cifar10Recipe):
@@ -451,8 +435,3 @@ def estimate_epoch_seconds(model: nn.Module, amp, loss_fn, x: torch.Tensor, y: t
     # a validation pass: forward only (about a third of a step per image), six views on the last epoch (averaged in)
     t_val = t_steps / 3 * n_val / batch_size * 2
     return 1.1 * (t_aug + t_steps * steps_per_epoch + t_val)
-
-
-def command_line() -> str:
-    """How this process was started, as one shell line (``python -m training`` shown as ``neuroserve-train``)."""
-    return shlex.join(["neuroserve-train", *sys.argv[1:]])

@@ -24,24 +24,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from training.config import config_from_checkpoint
 from training.data import textgen
-from training.loop import hardware, load_checkpoint, save_checkpoint, seed_everything, setup_torch
+from training.loop import load_checkpoint, save_checkpoint, seed_everything, setup_torch
 from training.nets.transformer import (DecoderOnlyLM, Seq2SeqTransformer, TransformerConfig, causal_allowed,
                                        positions_from_mask)
+from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args
 
 
 @dataclasses.dataclass
-class GenConfig:
+class GenConfig(TransformerConfig):
+    """The net's fields (TransformerConfig: vocab_size, d_model, heads, layers, ff, dropout, ...) and training's."""
+
     model_name: str = ""
-    vocab_size: int = 8000
-    d_model: int = 256
-    heads: int = 4
-    encoder_layers: int = 3
-    decoder_layers: int = 3
-    ff: int = 1024
-    dropout: float = 0.3
     lr: float = 1e-3
     weight_decay: float = 0.01
     warmup_steps: int = 400
@@ -51,11 +47,6 @@ class GenConfig:
     max_len: int = 128
     context: int = 256  # chat window
     eval_every: int = 2
-
-
-def apply_overrides(cfg: GenConfig, args: argparse.Namespace) -> GenConfig:
-    """--epochs, --batch-size (tokens per batch) and any ``--set key=value`` (e.g. --set d_model=384)."""
-    return config_from_args(cfg, args, batch_field="batch_tokens")
 
 
 def token_batches(lengths: list[int], batch_tokens: int, gen: random.Random, max_rows: int = 512) -> list[list[int]]:
@@ -91,17 +82,15 @@ def cosine_factor(step: int, warmup: int, total: int) -> float:
 
 
 class GenerationRecipe(Recipe):
-    default = GenConfig()
+    default = GenConfig(dropout=0.3)
+    checkpoint_name = "best.pt"  # the best epoch by the validation metric
+    batch_field = "batch_tokens"  # --batch-size counts tokens per batch
     best_metric = ""  # key in the eval row; higher is better unless lower_is_better
     lower_is_better = False
 
-    def config(self, args: argparse.Namespace) -> GenConfig:
-        return apply_overrides(self.default, args)
-
     def transformer_config(self, cfg: GenConfig) -> TransformerConfig:
-        return TransformerConfig(vocab_size=cfg.vocab_size, d_model=cfg.d_model, heads=cfg.heads,
-                                 encoder_layers=cfg.encoder_layers, decoder_layers=cfg.decoder_layers, ff=cfg.ff,
-                                 dropout=cfg.dropout, max_positions=max(512, cfg.context))
+        net = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TransformerConfig)}
+        return TransformerConfig(**{**net, "max_positions": max(cfg.max_positions, cfg.context)})
 
     # -- task hooks ----------------------------------------------------------------------------
     def tokenizer_texts(self, train) -> list[str]:
@@ -195,7 +184,7 @@ class GenerationRecipe(Recipe):
             history.append(row)
             print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
             state = {"config": dataclasses.asdict(cfg), "transformer": tcfg.to_dict(), "epoch": epoch,
-                     "history": history, "seed": args.seed, "params": params, "task": self.task,
+                     "history": history, "seed": args.seed, "command": command_line(args.argv), "params": params, "task": self.task,
                      "planned_epochs": planned_epochs, "hardware": hardware(), "device": str(device),
                      "train_wall_time_s": time.time() - started,
                      "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
@@ -208,36 +197,26 @@ class GenerationRecipe(Recipe):
         print(f"done in {time.time() - started:.0f} s; best {self.best_metric}={best}", flush=True)
         return 0
 
-    def load_trained(self, args: argparse.Namespace):
-        path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "best.pt"
+    def load_checkpoint(self, path: Path):
+        """(model, checkpoint, the tokenizer it was trained with: the tokenizer.json beside the checkpoint)."""
         ckpt = load_checkpoint(path)
         for i in range(1, int(ckpt.get("shards", 1))):  # packed by scripts/gpu_pick_best.py
             ckpt["model"].update(load_checkpoint(path.with_name(f"{path.stem}.shard{i}.pt")))
         tcfg = TransformerConfig(**ckpt["transformer"])
         model = self.build(tcfg)
         model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
-        return model.eval(), ckpt, textgen.load_tokenizer(self.tokenizer_path(args))
+        return model.eval(), ckpt, textgen.load_tokenizer(path.parent / "tokenizer.json")
 
-    def tokenizer_path(self, args: argparse.Namespace) -> Path:
-        """The tokenizer the trained checkpoint was trained with: beside --checkpoint, else in the run dir."""
-        return Path(args.checkpoint).parent / "tokenizer.json" if args.checkpoint else self.run_dir(args) / "tokenizer.json"
+    def saved_config(self, ckpt: dict) -> GenConfig:
+        return config_from_checkpoint(self.default, ckpt["config"])
 
     def evaluate(self, args: argparse.Namespace) -> int:
         model, ckpt, tok = self.load_trained(args)
         device = setup_torch(args.device)
-        cfg = GenConfig(**ckpt["config"])
+        cfg = self.saved_config(ckpt)
         _, val_split = self.load(args)
-        row = self.evaluate_model(model.to(device), tok, val_split, self.encode(tok, val_split, cfg), cfg, device,
-                                  full=True)
-        print(json.dumps(row, indent=2))
-        if args.out:
-            Path(args.out).write_text(json.dumps(row, indent=2))
-        return 0
-
-    def export(self, args: argparse.Namespace) -> int:
-        from training.exporters.generation import export_generation
-
-        return export_generation(self, args)
+        return self.report(args, self.evaluate_model(model.to(device), tok, val_split,
+                                                     self.encode(tok, val_split, cfg), cfg, device, full=True))
 
 
 # -- translation ---------------------------------------------------------------------------------
@@ -286,8 +265,7 @@ def bleu(hyps: list[str], refs: list[str]) -> float:
 
 class TranslationRecipe(GenerationRecipe):
     task = "translation"
-    data_subdir = "translation"
-    default = GenConfig(model_name="translate-en-de")
+    default = GenConfig(model_name="translate-en-de", dropout=0.3)
     best_metric = "val_bleu"
 
     def load(self, args):
@@ -339,7 +317,6 @@ class TranslationRecipe(GenerationRecipe):
 
 class ChatRecipe(GenerationRecipe):
     task = "chat"
-    data_subdir = "chat"
     default = GenConfig(model_name="chat-dailydialog", encoder_layers=0, decoder_layers=4, dropout=0.2,
                         lr=1e-3, batch_tokens=16384, epochs=40, label_smoothing=0.0, eval_every=1)
     best_metric = "val_loss"

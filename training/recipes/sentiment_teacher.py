@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,9 +22,9 @@ from tqdm import tqdm
 
 from training import metrics
 from training.data import sentiment as data
-from training.loop import epoch_generator, hardware, load_checkpoint, seed_everything, setup_torch
+from training.loop import epoch_generator, load_checkpoint, run_fit, seed_everything, setup_torch
+from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args, run_fit
 
 # where the starting weights come from unless --set base_model=DIR says otherwise
 BASE_MODEL_ENV = "NEUROSERVE_TEACHER_MODEL"
@@ -98,12 +96,8 @@ def predict_probs(model, tokenizer, texts: list[str], max_tokens: int, batch: in
 
 class SentimentTeacherRecipe(Recipe):
     task = "sentiment-minilm-teacher"
-    data_subdir = "sentiment"
     priority = -1
     default = TeacherConfig()
-
-    def config(self, args: argparse.Namespace) -> TeacherConfig:
-        return config_from_args(self.default, args)
 
     def train(self, args: argparse.Namespace) -> int:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
@@ -153,17 +147,17 @@ class SentimentTeacherRecipe(Recipe):
 
         # the config keeps base_model as given ("" = resolved again on the machine that loads the checkpoint)
         meta = {"task": self.task, "config": asdict(cfg), "base_model_path": str(base), "seed": args.seed,
-                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
+                "command": command_line(args.argv), "hardware": hardware(),
                 "n_train": len(y), "n_val": len(val_set.y), "limit": args.limit,
                 "params": sum(p.numel() for p in model.parameters())}
         run_fit(model, opt, sched, epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume,
                 train_epoch=train_epoch, evaluate=evaluate, meta=meta)
         return 0
 
-    def load_trained(self, args: argparse.Namespace):
+    def load_checkpoint(self, path: Path):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        ckpt = load_checkpoint(Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt")
+        ckpt = load_checkpoint(path)
         cfg = TeacherConfig(**ckpt["meta"]["config"])
         base = resolve_base_model(cfg)
         tokenizer = AutoTokenizer.from_pretrained(base)

@@ -9,12 +9,9 @@ at export time (``exporters/tumor.py``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +21,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from training import metrics
+from training.config import config_from_checkpoint
 from training.data import tumor as data
 from training.data.mri_augment import ForegroundNorm, strong_augment
-from training.loop import epoch_generator, fit, hardware, load_checkpoint, seed_everything, setup_torch
-from training.nets.airbench import count_parameters
+from training.data.tumor_groups import area_groups, balanced_weights, source_groups
+from training.loop import epoch_generator, fit, load_checkpoint, seed_everything, setup_torch
+from training.nets import count_parameters
 from training.nets.tumor_cnn import TumorCNN
+from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args
 
 
 @dataclass
@@ -160,12 +159,7 @@ def predict(model: TumorCNN, x: torch.Tensor, tta: bool = True, batch: int = 256
 
 class TumorRecipe(Recipe):
     task = "tumor"
-    data_subdir = "tumor"
     default = TumorConfig()
-
-    def config(self, args: argparse.Namespace) -> TumorConfig:
-        """The default config with --epochs, --batch-size and any --set key=value (e.g. --set norm=fg_z)."""
-        return config_from_args(self.default, args)
 
     def build(self, cfg: TumorConfig) -> TumorCNN:
         return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout)
@@ -200,8 +194,6 @@ class TumorRecipe(Recipe):
         w_sub = class_weights(train_set.subtype, 4).to(device)
         sample_w = None
         if cfg.sampler in ("group", "area"):
-            from training.data.tumor_groups import area_groups, balanced_weights, source_groups
-
             grp = (source_groups(train_set.x, cfg.groups, seed=0) if cfg.sampler == "group"
                    else area_groups(train_set.x, cfg.groups))
             sample_w = torch.as_tensor(balanced_weights(grp, train_set.y, cfg.weight_cap))
@@ -277,7 +269,7 @@ class TumorRecipe(Recipe):
             sched.load_state_dict(st["sched"])
 
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed,
-                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]),
+                "command": command_line(args.argv),
                 "hardware": hardware() + (f", {torch.cuda.get_device_name()}" if device.type == "cuda" else ""),
                 "n_train": n, "params": count_parameters(model), "limit": args.limit, "mean": mean, "std": std}
         t0 = time.time()
@@ -286,11 +278,10 @@ class TumorRecipe(Recipe):
         print(f"done in {time.time() - t0:.0f} s ({history.wall_time_s:.0f} s over all sessions)")
         return 0
 
-    def load_trained(self, args: argparse.Namespace) -> tuple[TumorCNN, dict[str, Any]]:
-        path = Path(args.checkpoint) if args.checkpoint else self.run_dir(args) / "last.pt"
+    def load_checkpoint(self, path: Path) -> tuple[TumorCNN, dict[str, Any]]:
         ckpt = load_checkpoint(path)
         # checkpoints from before the norm/aug fields were trained with the global mean/std and light augmentation
-        cfg = TumorConfig(**{**asdict(self.default), "norm": "global", "aug": "light", **ckpt["meta"]["config"]})
+        cfg = config_from_checkpoint(replace(self.default, norm="global", aug="light"), ckpt["meta"]["config"])
         model = self.build(cfg)
         model.load_state_dict(ckpt["recipe"]["model"])
         return model.eval(), ckpt
@@ -301,15 +292,7 @@ class TumorRecipe(Recipe):
         meta = ckpt["meta"]
         _, val_set = data.load_splits(self.data_dir(args), meta.get("limit"))
         t, s = predict(model, to_float(val_set.x, meta["mean"], meta["std"], meta["config"].get("norm", "global")))
-        result = {"auroc": metrics.auroc(val_set.y, t),
-                  "auroc_ci95": metrics.bootstrap_ci(metrics.auroc, val_set.y, t, n_boot=500, stratify=val_set.y),
-                  "subtype_accuracy": metrics.accuracy_with_ci(s.argmax(1), val_set.subtype)}
-        print(json.dumps(result, indent=2))
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=2))
-        return 0
-
-    def export(self, args: argparse.Namespace) -> int:
-        from training.exporters.tumor import export_tumor
-
-        return export_tumor(self, args)
+        return self.report(args, {
+            "auroc": metrics.auroc(val_set.y, t),
+            "auroc_ci95": metrics.bootstrap_ci(metrics.auroc, val_set.y, t, n_boot=500, stratify=val_set.y),
+            "subtype_accuracy": metrics.accuracy_with_ci(s.argmax(1), val_set.subtype)})
