@@ -143,7 +143,7 @@ class ServerProcess:
         self.label, self.provider = label, provider
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = out / f"server-{label.replace('#', '-')}.log"
+        self.log_path = out / f"server-{re.sub(r'[^A-Za-z0-9._-]', '-', label)}.log"
         # warning: the access log (info, one line per request) would be part of what the load runs measure
         env = {**os.environ, "PYTHONPATH": python_path(), "NEUROSERVE_PROVIDERS": provider, "NEUROSERVE_LOG_LEVEL": "warning",
                **(extra_env or {})}
@@ -812,12 +812,23 @@ def parse_ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v.strip()]
 
 
+def server_variant(entry: str) -> tuple[str, dict[str, str]]:
+    """'cuda+NEUROSERVE_MODEL_INSTANCES=2' -> ('cuda', {'NEUROSERVE_MODEL_INSTANCES': '2'}): a provider, and settings
+    for that server alone (so one run can compare, say, one and two instances per model on the GPU)."""
+    provider, *settings = entry.split("+")
+    bad = [item for item in settings if "=" not in item]
+    if provider not in ("cpu", "cuda", "auto") or bad:
+        raise SystemExit(f"--providers entry {entry!r}: expected cpu|cuda|auto, then +KEY=VALUE settings")
+    return provider, dict(item.split("=", 1) for item in settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--out", type=Path, required=True, help="folder for report.md, report.json and server logs")
     parser.add_argument("--providers", default=None, help="comma-separated, the first is the reference "
-                        "(default: cpu,cuda when onnxruntime has CUDA, else cpu)")
+                        "(default: cpu,cuda when onnxruntime has CUDA, else cpu); an entry may add settings for its "
+                        "server alone: cuda+NEUROSERVE_MODEL_INSTANCES=2 (compares instances on the GPU)")
     parser.add_argument("--quick", action="store_true", help="reduced: 1 s runs, clients 1,4, a short generation bench")
     parser.add_argument("--seconds", type=float, default=None, help="each load run (default 7; --quick 1)")
     parser.add_argument("--clients", type=parse_ints, default=None, help="default 1,64 (--quick 1,4)")
@@ -867,10 +878,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def start_servers():
         seen: dict[str, int] = {}
-        for provider in providers:
-            seen[provider] = seen.get(provider, 0) + 1
-            label = provider if seen[provider] == 1 else f"{provider}#{seen[provider]}"
-            servers.append(ServerProcess(label, provider, args.models.resolve(), args.out, server_env))
+        for entry in providers:
+            provider, own_env = server_variant(entry)
+            seen[entry] = seen.get(entry, 0) + 1
+            label = entry if seen[entry] == 1 else f"{entry}#{seen[entry]}"
+            servers.append(ServerProcess(label, provider, args.models.resolve(), args.out, {**server_env, **own_env}))
         t0 = time.monotonic()
         for s in servers:
             try:

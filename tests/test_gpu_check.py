@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from scripts import gpu_check
 
 
 def test_gpu_check_quick_on_cpu_servers_writes_parity_and_load(repo_dir, tmp_path):
     out = tmp_path / "check"
-    status = gpu_check.main(["--models", str(repo_dir), "--out", str(out), "--providers", "cpu,cpu", "--quick",
+    status = gpu_check.main(["--models", str(repo_dir), "--out", str(out), "--providers", "cpu,cpu+NEUROSERVE_MODEL_INSTANCES=1", "--quick",
                              "--seconds", "0.3", "--clients", "1,2", "--translate-clients", "2", "--load", "python",
                              "--skip", "generation", "--time-limit", "90"])
     report = json.loads((out / "report.json").read_text())
-    assert set(report["servers"]) == {"cpu", "cpu#2"} and all("error" not in s for s in report["servers"].values())
+    assert set(report["servers"]) == {"cpu", "cpu+NEUROSERVE_MODEL_INSTANCES=1"} and all("error" not in s for s in report["servers"].values())
     assert report["environment"]["onnxruntime"] and "CPUExecutionProvider" in report["environment"]["available_providers"]
     parity = report["parity"]
     endpoints = {r["endpoint"] for r in parity}
@@ -25,8 +27,8 @@ def test_gpu_check_quick_on_cpu_servers_writes_parity_and_load(repo_dir, tmp_pat
     assert {"oip-1", "classify", "sentiment"} <= keys and any(k.startswith("oip-") and k != "oip-1" for k in keys)
     assert all(r.get("requests", 0) > 0 and r["errors"] == 0 for r in load), load
     markdown = (out / "report.md").read_text()
-    assert "## Parity" in markdown and "## Load" in markdown and "req/s cpu#2 / cpu" in markdown
-    assert (out / "server-cpu.log").exists() and (out / "server-cpu-2.log").exists()
+    assert "## Parity" in markdown and "## Load" in markdown and "req/s cpu+NEUROSERVE_MODEL_INSTANCES=1 / cpu" in markdown
+    assert (out / "server-cpu.log").exists() and (out / "server-cpu-NEUROSERVE_MODEL_INSTANCES-1.log").exists()
     assert status == 0
 
 
@@ -85,3 +87,12 @@ def test_translation_parity_allows_the_int8_rewrite_to_differ_only_outside_the_d
     assert ok and "Dämmerung" in detail
     caption_moved = {"translations": ["Ein Mann sitzt.", *ref["translations"][1:]]}
     assert not gpu_check.compare_task("translation", ref, caption_moved, 1e-2, quantized_graphs=True)[0]
+
+
+def test_a_providers_entry_may_carry_settings_for_its_server_alone():
+    assert gpu_check.server_variant("cuda") == ("cuda", {})
+    assert gpu_check.server_variant("cuda+NEUROSERVE_MODEL_INSTANCES=2+NEUROSERVE_BATCH_BUCKETS=off") == (
+        "cuda", {"NEUROSERVE_MODEL_INSTANCES": "2", "NEUROSERVE_BATCH_BUCKETS": "off"})
+    for bad in ("gpu", "cuda+INSTANCES"):
+        with pytest.raises(SystemExit):
+            gpu_check.server_variant(bad)
