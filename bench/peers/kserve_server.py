@@ -11,7 +11,8 @@ KServe decodes the body itself and hands `predict` a dict (v1) or an InferReques
 - POST /v1/models/<sentiment>:predict   {"instances": ["text", ...]} -> {"predictions": [...]}
 Models are named as in the repository, so the v2 URL is the same path as Neuroserve's.
 `predict` is a plain (sync) method as in KServe's examples; KServe calls it on its event loop.
-One uvicorn worker (--workers 1), gRPC off, per-request latency logging off, ORT intra-op threads 2.
+One uvicorn worker (--workers 1), gRPC off unless --grpc-port is given (KServe's own grpc.aio
+GRPCInferenceService, for bench/grpc_bench.py), per-request latency logging off, ORT intra-op threads 2.
 KServe has no adaptive batching of its own in the Python ModelServer (batching is an InferenceService
 sidecar in Kubernetes), so none is used here.
 """
@@ -29,6 +30,7 @@ def main() -> None:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--classifier")
     own.add_argument("--sentiment")
+    own.add_argument("--grpc-port", type=int, default=0, help="serve KServe's gRPC face on this port (0: off)")
     args, rest = own.parse_known_args()
     # KServe parses sys.argv at import time: leave it only its own flags.
     sys.argv = [sys.argv[0], *rest]
@@ -66,7 +68,8 @@ def main() -> None:
         models.append(Classifier(args.classifier))
     if args.sentiment:
         models.append(Sentiment(args.sentiment))
-    server = kserve.ModelServer(workers=1, enable_grpc=False, enable_latency_logging=False)
+    grpc = {"enable_grpc": True, "grpc_port": args.grpc_port} if args.grpc_port else {"enable_grpc": False}
+    server = kserve.ModelServer(workers=1, enable_latency_logging=False, **grpc)
     for name in ("uvicorn.access", "kserve.trace", "kserve"):
         logging.getLogger(name).setLevel(logging.WARNING)
     server.start(models)
