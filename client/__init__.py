@@ -16,7 +16,8 @@ _EXPORTS = {
     "client.errors": ["AuthenticationError", "BadRequestError", "NeuroserveConnectionError", "NeuroserveError",
                       "NeuroserveTimeoutError", "NotFoundError", "PayloadTooLargeError", "ServerError",
                       "ServiceUnavailableError", "UnsupportedMediaTypeError"],
-    "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "Explanation", "Forecast", "Health", "LabelScore",
+    "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "DeteriorationResult", "Explanation",
+                       "Forecast", "FraudResult", "FraudScore", "Health", "IgnoredMeasurement", "LabelScore", "StayRisk",
                        "ModelInfo", "ModelList", "Ood", "Sentiment", "SentimentResult", "Subtype", "TumorDetection",
                        "TumorResult", "Translation"],
     "client.retry": ["RetryPolicy"],
@@ -44,7 +45,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError, NeuroserveError,
                                NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                                ServiceUnavailableError, UnsupportedMediaTypeError)
-    from client.results import (ChatCompletion, Classification, ClassifyResult, Explanation, Forecast, Health, LabelScore,
+    from client.results import (ChatCompletion, Classification, ClassifyResult, DeteriorationResult, Explanation,
+                                Forecast, FraudResult, FraudScore, Health, IgnoredMeasurement, LabelScore, StayRisk,
                                 ModelInfo, ModelList, Ood, Sentiment, SentimentResult, Subtype, TumorDetection,
                                 TumorResult, Translation)
     from client.retry import RetryPolicy

@@ -21,8 +21,8 @@ import numpy as np
 from client._version import __version__
 from client.errors import ServerError, error_for, transport_error
 from client.images import ImageInput, image_files
-from client.results import (ChatCompletion, ClassifyResult, Forecast, Health, ModelList, SentimentResult,
-                            Translation, TumorResult)
+from client.results import (ChatCompletion, ClassifyResult, DeteriorationResult, Forecast, FraudResult, Health,
+                            ModelList, SentimentResult, Translation, TumorResult)
 from client.retry import RetryPolicy, RetryState
 from client.tensors import HEADER_LENGTH, decode_response, encode_request
 
@@ -178,6 +178,23 @@ class _Endpoints:
         """POST /v1/text/sentiment: positive/negative and P(positive) per text (explain=True: a weight per word)."""
         return self._execute(Call("POST", "/v1/text/sentiment", _reads(SentimentResult),
                                   json=_drop_none(texts=_texts(texts), model=model, explain=explain or None)))
+
+    def score_fraud(self, transactions: dict | Sequence[dict], threshold: float | None = None,
+                    model: str | None = None, explain: bool = False) -> FraudResult:
+        """POST /v1/fraud/score: P(fraud) and a flag per transaction ({"Time", "V1".."V28", "Amount"}); threshold
+        overrides the model's own (0-1); explain=True: a weight per column."""
+        rows = [transactions] if isinstance(transactions, dict) else list(transactions)
+        body = _drop_none(transactions=rows, threshold=threshold, model=model, explain=explain or None)
+        return self._execute(Call("POST", "/v1/fraud/score", _reads(FraudResult), json=body))
+
+    def deterioration(self, stays: dict | Sequence[dict], threshold: float | None = None,
+                      model: str | None = None) -> DeteriorationResult:
+        """POST /v1/clinical/deterioration: in-hospital mortality risk per ICU stay ({"measurements": [{"minute",
+        "parameter", "value"}], "age", "gender", "height", "icu_type"}), from what each stay has so far. A research
+        demonstration, not a medical device."""
+        rows = [stays] if isinstance(stays, dict) else list(stays)
+        body = _drop_none(stays=rows, threshold=threshold, model=model)
+        return self._execute(Call("POST", "/v1/clinical/deterioration", _reads(DeteriorationResult), json=body))
 
     def translate(self, texts: str | Sequence[str], source: str = "en", target: str = "de",
                   beam_size: int | None = None, model: str | None = None) -> Translation:

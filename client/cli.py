@@ -3,6 +3,8 @@
     neuroserve predict image examples/cat.png examples/ship.png --top-k 3
     neuroserve predict tumor examples/scan-tumor.png
     neuroserve sentiment "what a great film" --explain
+    neuroserve fraud examples/transactions.csv --threshold 0.5
+    neuroserve deterioration examples/icu_stay.json
     neuroserve translate "good morning"
     neuroserve chat
     neuroserve models
@@ -74,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     sentiment.add_argument("--model", help="model name or name:version")
     sentiment.add_argument("--explain", action="store_true", help="show the words that weighed most (at most 8 texts)")
     sentiment.set_defaults(handler=_sentiment)
+
+    fraud = commands.add_parser("fraud", parents=[shared], help="fraud probability of card transactions")
+    fraud.add_argument("file", help="CSV with the ULB header (Time, V1..V28, Amount; a Class column is ignored) or JSON "
+                                    "(a transaction, a list, or {\"transactions\": [...]}); - reads standard input")
+    deterioration = commands.add_parser("deterioration", parents=[shared],
+                                        help="ICU in-hospital mortality risk (research demo, not a medical device)")
+    deterioration.add_argument("file", help="JSON: a stay, a list of stays or {\"stays\": [...]} (docs/client.md); "
+                                            "- reads standard input")
+    for command, handler in ((fraud, _fraud), (deterioration, _deterioration)):
+        command.add_argument("--threshold", type=float, help="flag at this probability instead of the model's (0-1)")
+        command.add_argument("--model", help="model name or name:version")
+        command.set_defaults(handler=handler)
 
     translate = commands.add_parser("translate", parents=[shared], help="translate texts")
     translate.add_argument("texts", nargs="+")
@@ -204,6 +218,48 @@ def _sentiment(ns, args: argparse.Namespace) -> int:
         return table
 
     return _show(args, ns.sentiment(args.texts, model=args.model, explain=args.explain), render)
+
+
+def _read_rows(path: str, key: str) -> list[dict]:
+    """Rows from a JSON file (one object, a list, or {key: [...]}) or, for transactions, a CSV with a header."""
+    text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()
+    if text.lstrip()[:1] in ("{", "["):
+        data = json.loads(text)
+        data = data.get(key, data) if isinstance(data, dict) else data
+        return [data] if isinstance(data, dict) else list(data)
+    if key != "transactions":
+        raise ValueError(f"{path}: expected JSON")
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return [{name: float(value) for name, value in row.items() if name not in ("Class", "")} for row in rows]
+
+
+def _fraud(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version}", "#", "fraud", "probability", "threshold")
+        for index, row in enumerate(result.results):
+            _row(table, str(index), "yes" if row.fraud else "no", _score(row.probability), _score(row.threshold))
+        return table
+
+    rows = _read_rows(args.file, "transactions")
+    return _show(args, ns.score_fraud(rows, threshold=args.threshold, model=args.model), render)
+
+
+def _deterioration(ns, args: argparse.Namespace) -> int:
+    def render(result):
+        table = _table(f"{result.model} v{result.version} (not a medical device)", "#", "risk", "high risk",
+                       "hours observed", "ignored")
+        for index, row in enumerate(result.results):
+            ignored = ", ".join(f"{i.parameter} {i.value:g} at minute {i.minute}" for i in row.ignored[:3])
+            more = f" (+{len(row.ignored) - 3})" if len(row.ignored) > 3 else ""
+            _row(table, str(index), _score(row.risk), "yes" if row.high_risk else "no", str(row.hours_observed),
+                 ignored + more)
+        return table
+
+    rows = _read_rows(args.file, "stays")
+    return _show(args, ns.deterioration(rows, threshold=args.threshold, model=args.model), render)
 
 
 def _translate(ns, args: argparse.Namespace) -> int:

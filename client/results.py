@@ -131,6 +131,65 @@ class SentimentResult:
 
 
 @dataclass
+class FraudScore:
+    fraud: bool  # probability >= threshold
+    probability: float  # P(fraud)
+    threshold: float
+    ood: Ood | None = None
+    explanation: Explanation | None = None
+
+
+@dataclass
+class FraudResult:
+    model: str
+    version: str
+    results: list[FraudScore]
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: dict) -> "FraudResult":
+        return cls(body["model"], body["version"],
+                   [FraudScore(r["fraud"], r["probability"], r["threshold"], Ood.parse(r.get("ood")),
+                               Explanation.parse(r.get("explanation"))) for r in body["results"]], body)
+
+
+@dataclass
+class IgnoredMeasurement:
+    """A measurement outside its physiological limits (or unused by the model), left out of the answer."""
+
+    minute: int
+    parameter: str
+    value: float
+    reason: str
+
+
+@dataclass
+class StayRisk:
+    risk: float  # P(in-hospital death) from what the stay has so far
+    high_risk: bool  # risk >= threshold
+    threshold: float
+    hours_observed: int
+    ignored: list[IgnoredMeasurement] = field(default_factory=list)
+    ood: Ood | None = None
+    explanation: Explanation | None = None
+
+
+@dataclass
+class DeteriorationResult:
+    model: str
+    version: str
+    results: list[StayRisk]
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: dict) -> "DeteriorationResult":
+        return cls(body["model"], body["version"],
+                   [StayRisk(r["risk"], r["high_risk"], r["threshold"], r["hours_observed"],
+                             [IgnoredMeasurement(**i) for i in r.get("ignored", [])], Ood.parse(r.get("ood")),
+                             Explanation.parse(r.get("explanation"))) for r in body["results"]], body)
+
+
+@dataclass
 class Forecast:
     model: str
     version: str

@@ -254,6 +254,36 @@ def tiny_fraud(features: int = 30) -> onnx.ModelProto:
 
 
 FRAUD_FEATURES = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+ICU_VARIABLES = [{"name": "HR", "low": 20, "high": 300, "mean": 86.0, "std": 15.0},
+                 {"name": "Temp", "low": 25, "high": 45, "mean": 37.0, "std": 1.0},
+                 {"name": "GCS", "low": 3, "high": 15, "mean": 11.0, "std": 4.0}]
+
+
+def tiny_deterioration(variables: int = len(ICU_VARIABLES), statics: int = 9, hours: int = 48) -> onnx.ModelProto:
+    """risk = sigmoid(0.1 x observed cells + 0.01 x hours + 0 x (values, deltas, statics) - 1)."""
+    f = TensorProto.FLOAT
+    inits = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
+             (("c_obs", 0.1), ("c_hours", 0.01), ("zero", 0.0), ("minus1", -1.0))]
+    # ReduceSum over every axis but the batch: flatten first
+    inits.append(numpy_helper.from_array(np.array([0, -1], np.int64), "flat2"))
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    nodes = [helper.make_node("Cast", ["hours"], ["hours_f"], to=f)]
+    parts = []
+    for name in ("masks", "values", "deltas", "statics"):
+        nodes += [helper.make_node("Reshape", [name, "flat2"], [f"{name}_2d"]),
+                  helper.make_node("ReduceSum", [f"{name}_2d", "axis1"], [f"{name}_sum"], keepdims=0)]
+        parts.append(f"{name}_sum")
+    nodes += [helper.make_node("Mul", ["masks_sum", "c_obs"], ["a"]),
+              helper.make_node("Mul", ["hours_f", "c_hours"], ["b"]),
+              helper.make_node("Add", ["values_sum", "deltas_sum"], ["vd"]),
+              helper.make_node("Add", ["vd", "statics_sum"], ["vds"]),
+              helper.make_node("Mul", ["vds", "zero"], ["nothing"]),
+              helper.make_node("Add", ["a", "b"], ["ab"]), helper.make_node("Add", ["ab", "nothing"], ["abn"]),
+              helper.make_node("Add", ["abn", "minus1"], ["z"]), helper.make_node("Sigmoid", ["z"], ["risk"])]
+    seq = [helper.make_tensor_value_info(n, f, ["batch", hours, variables]) for n in ("values", "masks", "deltas")]
+    return _model(nodes, [*seq, helper.make_tensor_value_info("statics", f, ["batch", statics]),
+                          helper.make_tensor_value_info("hours", TensorProto.INT64, ["batch"])],
+                  [helper.make_tensor_value_info("risk", f, ["batch"])], inits)
 
 
 def write_model(root: Path, name: str, model: onnx.ModelProto | bytes, *, task: str = "tensor",
@@ -301,6 +331,11 @@ def build_repository(root: Path) -> Path:
     write_model(root, "tiny-fraud", tiny_fraud(), task="fraud-scoring", labels=["legitimate", "fraud"],
                 parameters={"threshold": 0.6, "features": FRAUD_FEATURES},
                 batching={"max_batch_size": 1024, "max_queue_delay_ms": 0})
+    write_model(root, "tiny-icu", tiny_deterioration(), task="icu-deterioration", labels=["survived", "died"],
+                parameters={"threshold": 0.5, "hours": 48, "variables": ICU_VARIABLES,
+                            "statics": ["age", "male", "female", "height", "height_known", "icu_ccu", "icu_csru",
+                                        "icu_micu", "icu_sicu"]},
+                batching={"max_batch_size": 64, "max_queue_delay_ms": 0})
     from tests.generation_models import add_generation_models
 
     add_generation_models(root)  # tiny-translate, tiny-chat (when torch is installed)

@@ -12,7 +12,7 @@ import importlib
 
 from fastapi import APIRouter
 
-TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat", "fraud"]
+TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat", "fraud", "clinical"]
 
 
 def _modules():

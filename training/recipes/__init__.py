@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "translation": "training.recipes.generation:TranslationRecipe",
     "chat": "training.recipes.generation:ChatRecipe",
     "fraud": "training.recipes.fraud:FraudRecipe",
+    "deterioration": "training.recipes.deterioration:DeteriorationRecipe",
 }
 
 
