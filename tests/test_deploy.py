@@ -64,7 +64,7 @@ def test_probes_and_ports_agree_with_the_server():
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["neuroserve:8000"]
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER 10001:10001" in dockerfile and "HEALTHCHECK" in dockerfile and "health/ready" in dockerfile
-    assert "EXPOSE 8000 8001" in dockerfile and "NEUROSERVE_GRPC_PORT=8001" in dockerfile
+    assert "EXPOSE 8000 8001" in dockerfile and Settings.model_fields["grpc_port"].default == 8001
     assert "8001:8001" in compose["services"]["neuroserve"]["ports"] and config["NEUROSERVE_GRPC_PORT"] == "8001"
 
 
