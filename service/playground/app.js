@@ -116,9 +116,10 @@ async function boot() {
   built.push(["Server", serverPanel(models, ready)]);
   panels.replaceChildren(...built.map(([, section]) => section));
   navList.replaceChildren(...built.map(([label, section]) => h("li", {}, h("a", { href: `#${section.id}`, text: label }))));
-  status.textContent = ready.ready ? `Ready · ${models.filter((m) => m.ready).length} models` : "Server not ready yet";
+  status.textContent = ready.ready ? `Ready · ${models.filter((m) => m.ready).length} models` : "Server not ready yet: models are loading";
   status.className = `status ${ready.ready ? "ok" : "warn"}`;
-  document.body.dataset.ready = "true";
+  document.body.dataset.ready = "true"; // the panels are built (tests wait for this)
+  if (!ready.ready && ready.loading && ready.loading.length) setTimeout(boot, 2000); // opened while models load: again
 }
 
 boot();

@@ -57,7 +57,7 @@ export function sentimentPanel({ models, examples, explain }) {
 export function translatePanel({ models, examples }) {
   const frame = panelFrame({ id: "translate", title: "Translation",
     intro: "English in, German out (a Transformer trained on Multi30k image captions: short descriptive sentences work best).", models });
-  const input = textArea(3, "One English sentence per line");
+  const input = textArea(4, "One English sentence per line");
   const beam = h("select", {}, [1, 2, 4, 8].map((b) => h("option", { value: b, text: b === 1 ? "1 (greedy)" : String(b), selected: b === 4 })));
   const submit = h("button", { type: "submit", text: "Translate" });
   const useExample = async () => { input.value = (await textsExample("translate")).join("\n"); };

@@ -119,8 +119,9 @@ def test_tumor_panel_shows_the_decision_against_the_threshold_and_the_card_warni
     assert "NOT a medical device" in css(section, ".warning")[0].text
     click(page, css(section, 'button[data-example="scan-tumor.png"]')[0])
     wait(page, lambda d: (css(section, "img.preview")[0].get_attribute("src") or "").startswith("blob:"))
+    css(section, "input[type=checkbox]")[0].click()  # explain
     click(page, css(section, "button[type=submit]")[0])
-    wait(page, lambda d: css(section, ".decision"))
+    wait(page, lambda d: css(section, ".relevance img"), message="no relevance map")
     assert "Tumour suspected" in css(section, ".decision")[0].text and "threshold" in css(section, ".decision")[0].text
     assert len(css(section, ".bars li")) == 4  # the subtype head's four classes
     shoot(section, screenshots, "tumor", page)
