@@ -252,3 +252,19 @@ def test_grpc_is_one_process_several_workers_turn_it_off_or_refuse_it():
     with pytest.raises(ValidationError, match="gRPC is served by one process"):
         Settings(workers=2, grpc_port=8001)
     assert Settings(workers=2, grpc_port=0).grpc_port == 0
+
+
+def test_a_busy_grpc_port_stops_the_start_with_the_reason(grpc_repo, tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ServerProcess(grpc_repo, {"NEUROSERVE_GRPC_PORT": str(port), "NEUROSERVE_LOAD_MODELS": "add-sub"},
+                             log_path=tmp_path / "busy.log")
+        try:
+            assert proc.proc.wait(60) != 0
+        finally:
+            proc.stop()
+    assert f"cannot serve gRPC on 127.0.0.1:{port}" in proc.logs()
