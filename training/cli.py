@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
                                                         "(generation recipes)")
         p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="train: override a recipe config field (generation recipes), repeatable")
+                       help="train: override a field of the recipe's config dataclass (typed by its default), repeatable")
     ood_help = ("out-of-distribution profile of a committed model: adds the ood_features output, writes the profile, "
                 "manifest/card sections (training/ood.py)")
     ood.add_arguments(sub.add_parser("ood", help=ood_help, description=ood_help))
