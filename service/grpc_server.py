@@ -10,13 +10,14 @@ repository calls need the admin key. Metrics: the REST counters, route "grpc:<Me
 equivalent. Started and stopped by the app's lifespan (service/app.py): on SIGTERM new calls get UNAVAILABLE
 and calls in flight get drain_timeout_s to finish.
 
-ModelStreamInfer answers a stream's requests one after another, in order (concurrency comes from several
-streams or unary calls, as with HTTP connections); an error is the stream's `error_message`, the stream goes on.
+ModelStreamInfer queues a stream's requests as they arrive (up to 64 in flight, so they batch together) and
+answers them in the order they came; an error is that request's `error_message`, and the stream goes on.
 Shared memory, trace and log settings are not offered (UNIMPLEMENTED).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -44,6 +45,7 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
             "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 UNMETERED = {"ServerLive", "ServerReady"}
+STREAM_WINDOW = 64  # requests of one ModelStreamInfer in flight at once
 
 
 # ----- tensors -----
@@ -214,16 +216,38 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._call("ModelInfer", context, handler)
 
     async def ModelStreamInfer(self, request_iterator, context):
+        """Requests are queued as they arrive (so one stream's requests batch together, up to STREAM_WINDOW in
+        flight) and answered in the order they came; an error is that request's error_message."""
         async def handler():
             return None, ""
         await self._call("ModelStreamInfer", context, handler)  # the key and drain checks, once per stream
-        async for request in request_iterator:
+        pending: asyncio.Queue = asyncio.Queue(STREAM_WINDOW)  # in order; a full window stops reading requests
+
+        async def one(request) -> pb.ModelStreamInferResponse:
             try:
                 if self.plane.draining:
                     raise ServiceUnavailable("server is shutting down", retry_after_s=5)
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(request))
+                return pb.ModelStreamInferResponse(infer_response=await self._infer(request))
             except NeuroserveError as exc:
-                yield pb.ModelStreamInferResponse(error_message=exc.message)
+                return pb.ModelStreamInferResponse(error_message=exc.message)
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    await pending.put(asyncio.ensure_future(one(request)))
+            finally:
+                await pending.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await pending.get()) is not None:
+                yield await answer
+            await reader  # the client's errors reading the stream, if any
+        finally:
+            reader.cancel()
+            while not pending.empty():
+                if (left := pending.get_nowait()) is not None:
+                    left.cancel()
 
     async def RepositoryIndex(self, request, context):
         async def handler():

@@ -268,3 +268,22 @@ def test_a_busy_grpc_port_stops_the_start_with_the_reason(grpc_repo, tmp_path):
         finally:
             proc.stop()
     assert f"cannot serve gRPC on 127.0.0.1:{port}" in proc.logs()
+
+
+def test_one_streams_requests_batch_together(server):
+    """Queued as they arrive: 8 requests on one stream share slow-add's 1 s batch window (one after another they
+    would take 8 windows)."""
+    answers: queue.Queue = queue.Queue()
+    with grpcclient.InferenceServerClient(server.grpc_url) as streaming:
+        streaming.start_stream(callback=lambda result, error: answers.put((result, error)), headers=AUTH)
+        started = time.perf_counter()
+        for i in range(8):
+            streaming.async_stream_infer("slow-add", _add_sub_inputs(1)[1], request_id=f"b-{i}")
+        got = [answers.get(timeout=20) for _ in range(8)]
+        elapsed = time.perf_counter() - started
+        streaming.stop_stream()
+    assert [r.get_response().id for r, e in got] == [f"b-{i}" for i in range(8)]
+    assert elapsed < 4, elapsed
+    with grpcclient.InferenceServerClient(server.grpc_url) as triton:
+        stats = triton.get_inference_statistics("slow-add", headers=AUTH, as_json=True)["model_stats"][0]
+    assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1
