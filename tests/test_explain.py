@@ -208,3 +208,26 @@ def test_oip_infer_says_explanations_are_a_task_endpoint_feature(client):
     assert response.status_code == 400 and "task-endpoint feature" in response.json()["error"]
     plain = client.post("/v2/models/tiny-cnn/infer", json={"inputs": [tensor], "parameters": {"explain": False}})
     assert plain.status_code == 200
+
+
+def test_deterioration_shapley_weights_on_the_fixture(client):
+    # tiny-icu: risk = sigmoid(0.1 x observed cells + 0.01 x hours - 1); a parameter out of a coalition loses its
+    # measurements, so HR (3 hours) weighs more than Temp (1 hour), the static fields nothing, GCS (never measured)
+    # is not a player; the weights add up to risk - risk without any measurement
+    measurements = [{"minute": m, "parameter": "HR", "value": 90.0} for m in (10, 70, 130)]
+    measurements += [{"minute": 200, "parameter": "Temp", "value": 38.0}, {"minute": 250, "parameter": "HR", "value": 0.0}]
+    stay = {"measurements": measurements, "age": 70.0, "gender": 1, "height": 180.0, "icu_type": 2}
+    response = client.post("/v1/clinical/deterioration", json={"stays": [stay, stay], "explain": True})
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    weights = {f["name"]: f["weight"] for f in result["explanation"]["features"]}
+    assert list(weights)[:2] == ["HR", "Temp"] and set(weights) == {"HR", "Temp", "age", "gender", "height", "icu_type"}
+
+    def sigmoid(z):
+        return 1 / (1 + np.exp(-z))
+
+    hours = result["hours_observed"]
+    assert sum(weights.values()) == pytest.approx(result["risk"] - sigmoid(0.01 * hours - 1), abs=2e-4)
+    assert weights["HR"] > weights["Temp"] > 0 and all(weights[k] == 0 for k in ("age", "gender", "height", "icu_type"))
+    too_many = client.post("/v1/clinical/deterioration", json={"stays": [stay] * 9, "explain": True})
+    assert too_many.status_code == 422 and "at most 8" in too_many.json()["error"]

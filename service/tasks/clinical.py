@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import RepositoryDep, error_responses, run_model
+from service.api.deps import RepositoryDep, error_responses
 from service.errors import ModelLoadError
+from service.explain import (EXPLAIN_DESCRIPTION, FeatureExplanation, check_items, feature_explanation,
+                             run_with_variants, shapley_plan)
 from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -60,6 +63,7 @@ class DeteriorationRequest(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
                                     description="high_risk when risk >= this; the model's own (its card) otherwise")
     model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
+    explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)
 
 
 class Ignored(BaseModel):
@@ -76,6 +80,9 @@ class DeteriorationResult(BaseModel):
     hours_observed: int = Field(description="hours of the stay the answer read (the last measurement's hour, 1-48)")
     ignored: list[Ignored] = Field(description="measurements outside physiological limits, left out")
     ood: OodScore | None = Field(default=None, description="present when the model has an OOD profile")
+    explanation: FeatureExplanation | None = Field(
+        default=None, description="with explain: Shapley estimates of the stay's measured parameters and age, gender, "
+                                  "height, icu_type; positive raises the risk")
 
 
 class DeteriorationResponse(BaseModel):
@@ -115,6 +122,32 @@ def build_stays(stays: list[StayIn], variables: list[Variable]) -> list[Stay]:
                         gender=s.gender, height=s.height, icu_type=s.icu_type) for s in stays]
 
 
+# Explanations: a parameter out of a coalition has all its measurements removed (never observed); a static field
+# takes the value it has when unknown: age the standardisation mean (64 y), gender and height unknown, the ICU
+# type an even mix of the four. Columns of service.vitals.STATICS per field, and that value.
+ABSENT_STATICS = {"age": ([0], 0.0), "gender": ([1, 2], 0.0), "height": ([3, 4], 0.0), "icu_type": ([5, 6, 7, 8], 0.25)}
+
+
+def stay_coalitions(stay: Stay, variables: list[Variable]) -> tuple[list[str], dict[str, np.ndarray], list]:
+    """The Shapley players of one stay (its observed parameters, then the static fields), the feeds of their
+    coalitions (shapley_plan's layout) and the orders."""
+    observed = np.flatnonzero(stay.masks.any(axis=0))
+    names = [variables[j].name for j in observed] + list(ABSENT_STATICS)
+    masks, orders = shapley_plan(len(names))
+    absent = np.zeros((len(masks), stay.values.shape[1]), bool)
+    absent[:, observed] = ~masks[:, :len(observed)]
+    gone = absent[:, None, :]
+    since_admission = ((np.arange(HOURS) + 1) / HOURS).astype(np.float32)[None, :, None]
+    statics = np.repeat(stay.statics[None], len(masks), axis=0)
+    for k, (columns, value) in enumerate(ABSENT_STATICS.values()):
+        statics[np.ix_(~masks[:, len(observed) + k], columns)] = value
+    feeds = {"values": np.where(gone, 0.0, stay.values[None]).astype(np.float32),
+             "masks": np.where(gone, 0.0, stay.masks[None]).astype(np.float32),
+             "deltas": np.where(gone, since_admission, stay.deltas[None]).astype(np.float32),
+             "statics": statics, "hours": np.full(len(masks), stay.hours, np.int64)}
+    return names, feeds, orders
+
+
 @router.post("/deterioration", response_model=DeteriorationResponse, response_model_exclude_none=True,
              responses=ERRORS, summary="In-hospital mortality risk of ICU stays (research demo, not a medical device)")
 async def deterioration(body: DeteriorationRequest, request: Request, repo: RepositoryDep) -> JSONBytes:
@@ -124,10 +157,16 @@ async def deterioration(body: DeteriorationRequest, request: Request, repo: Repo
         stays = await asyncio.to_thread(build_stays, body.stays, variables)
     else:
         stays = build_stays(body.stays, variables)
-    outputs = await run_model(request, model, batch_inputs(stays))
+    if body.explain:
+        check_items(len(stays))
+    coalitions = [stay_coalitions(stay, variables) for stay in stays] if body.explain else []
+    outputs, varied = await run_with_variants(request, model, batch_inputs(stays), [feeds for _, feeds, _ in coalitions])
     threshold = model.extras["threshold"] if body.threshold is None else float(body.threshold)
-    results = flag(outputs["risk"].reshape(-1), threshold, "high_risk")
+    risk = outputs["risk"].reshape(-1)
+    results = flag(risk, threshold, "high_risk")
     for result, stay in zip(results, stays):
         result.update(hours_observed=stay.hours, ignored=stay.ignored)
+    for result, p, (names, _, orders), scores in zip(results, risk, coalitions, varied):
+        result["explanation"] = feature_explanation(names, p, scores["risk"].reshape(-1), orders)
     attach_ood(request, model, outputs, results)
     return JSONBytes({"model": model.name, "version": model.version, "results": results})
