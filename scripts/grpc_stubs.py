@@ -1,16 +1,17 @@
-"""Regenerate service/protocol/ (the Open Inference Protocol's gRPC stubs) with grpcio-tools.
+"""Regenerate service/protocol/: the Open Inference Protocol's .proto files and their gRPC stubs (grpcio-tools).
 
-    .venv/bin/python scripts/grpc_stubs.py          # rewrite service/protocol/*_pb2*.py(i)
-    .venv/bin/python scripts/grpc_stubs.py --check  # exit 1 if the committed stubs differ from a fresh run
+    .venv/bin/python scripts/grpc_stubs.py          # rewrite service/protocol/*.proto and *_pb2*.py(i)
+    .venv/bin/python scripts/grpc_stubs.py --check  # exit 1 if the committed files differ from a fresh run
 
 The protocol: KServe v2's `inference.GRPCInferenceService` as Triton defines it (grpc_service.proto with
 model_config.proto: the health, metadata, infer and stream calls plus the repository, statistics and
 configuration extensions that `tritonclient.grpc` calls). Its definition is taken from the compiled
 descriptors that the `tritonclient` wheel ships (tritonclient/grpc/service_pb2.py, model_config_pb2.py; the
 dev extra installs it; BSD-3-Clause, NVIDIA, see service/protocol/LICENSE): the very definition the
-client speaks, field for field. protoc compiles them from a descriptor set (--descriptor_set_in), so no
-.proto text is kept here and nothing is written by hand. The file names stay grpc_service.proto and
-model_config.proto, as in tritonclient, so both can be imported in one process (one descriptor pool).
+client speaks, field for field. Step 1 prints them back as .proto sources (without the original's comments,
+which a descriptor does not keep); step 2 compiles those sources with protoc; step 3 checks that the compiled
+definition equals tritonclient's exactly (so the .proto files are faithful, and both modules can be imported
+in one process: same file names, same descriptors). Nothing here is written by hand.
 """
 
 from __future__ import annotations
@@ -24,35 +25,125 @@ from pathlib import Path
 
 from google.protobuf import descriptor_pb2
 
+F = descriptor_pb2.FieldDescriptorProto
+SCALARS = {F.TYPE_DOUBLE: "double", F.TYPE_FLOAT: "float", F.TYPE_INT64: "int64", F.TYPE_UINT64: "uint64",
+           F.TYPE_INT32: "int32", F.TYPE_FIXED64: "fixed64", F.TYPE_FIXED32: "fixed32", F.TYPE_BOOL: "bool",
+           F.TYPE_STRING: "string", F.TYPE_BYTES: "bytes", F.TYPE_UINT32: "uint32", F.TYPE_SFIXED32: "sfixed32",
+           F.TYPE_SFIXED64: "sfixed64", F.TYPE_SINT32: "sint32", F.TYPE_SINT64: "sint64"}
+
+
+def proto_text(file: descriptor_pb2.FileDescriptorProto, header: str) -> str:
+    """A .proto source for a FileDescriptorProto (proto3, no options: what this protocol uses)."""
+    out = [header, f'syntax = "{file.syntax}";', "", f"package {file.package};", ""]
+    out += [f'import "{dep}";' for dep in file.dependency] + ([""] if file.dependency else [])
+    for enum in file.enum_type:
+        out += _enum(enum, "") + [""]
+    for message in file.message_type:
+        out += _message(message, "") + [""]
+    for service in file.service:
+        out.append(f"service {service.name} {{")
+        for rpc in service.method:
+            stream_in = "stream " if rpc.client_streaming else ""
+            stream_out = "stream " if rpc.server_streaming else ""
+            out.append(f"  rpc {rpc.name}({stream_in}{rpc.input_type}) returns ({stream_out}{rpc.output_type}) {{}}")
+        out += ["}", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _enum(enum, indent: str) -> list[str]:
+    return [f"{indent}enum {enum.name} {{", *(f"{indent}  {v.name} = {v.number};" for v in enum.value), f"{indent}}}"]
+
+
+def _type(field) -> str:
+    return SCALARS.get(field.type, field.type_name)
+
+
+def _message(message, indent: str) -> list[str]:
+    entries = {f".{n.name}": n for n in message.nested_type if n.options.map_entry}  # matched by suffix below
+    out = [f"{indent}message {message.name} {{"]
+    inner = indent + "  "
+    for enum in message.enum_type:
+        out += _enum(enum, inner)
+    for nested in message.nested_type:
+        if not nested.options.map_entry:
+            out += _message(nested, inner)
+    printed_oneofs = set()
+    for field in message.field:
+        if field.HasField("oneof_index"):
+            index = field.oneof_index
+            if index in printed_oneofs:
+                continue
+            printed_oneofs.add(index)
+            out.append(f"{inner}oneof {message.oneof_decl[index].name} {{")
+            out += [f"{inner}  {_type(f)} {f.name} = {f.number};" for f in message.field
+                    if f.HasField("oneof_index") and f.oneof_index == index]
+            out.append(f"{inner}}}")
+            continue
+        entry = next((e for suffix, e in entries.items() if field.type_name.endswith(suffix)), None)
+        if entry is not None and field.label == F.LABEL_REPEATED:
+            key, value = entry.field
+            out.append(f"{inner}map<{_type(key)}, {_type(value)}> {field.name} = {field.number};")
+            continue
+        label = "repeated " if field.label == F.LABEL_REPEATED else ""
+        out.append(f"{inner}{label}{_type(field)} {field.name} = {field.number};")
+    out.append(f"{indent}}}")
+    return out
+
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "service" / "protocol"
 FILES = ["model_config.proto", "grpc_service.proto"]
-HEADER = ("# Generated by scripts/grpc_stubs.py (grpcio-tools) from the KServe v2 / Triton inference protocol as\n"
-          "# shipped in tritonclient {version} (BSD-3-Clause, see LICENSE beside this file). Do not edit.\n")
+HEADER = ("# Generated by scripts/grpc_stubs.py (grpcio-tools) from grpc_service.proto / model_config.proto beside this\n"
+          "# file (the KServe v2 / Triton protocol of tritonclient {version}; BSD-3-Clause, see LICENSE). Do not edit.\n")
 
 
-def descriptor_set() -> bytes:
+PROTO_HEADER = ("// The Open Inference Protocol (KServe v2) as Triton defines it, printed by scripts/grpc_stubs.py from the\n"
+                "// descriptors compiled into tritonclient {version} (BSD-3-Clause, NVIDIA: see LICENSE beside this file).\n"
+                "// Do not edit; the original's comments are not kept in a descriptor.\n")
+
+
+def descriptors() -> tuple[list[descriptor_pb2.FileDescriptorProto], str]:
     from importlib.metadata import version
 
     from tritonclient.grpc import model_config_pb2, service_pb2
 
-    files = descriptor_pb2.FileDescriptorSet()
-    for module in (model_config_pb2, service_pb2):
-        files.file.add().ParseFromString(module.DESCRIPTOR.serialized_pb)
-    return files.SerializeToString(), version("tritonclient")
+    files = [descriptor_pb2.FileDescriptorProto.FromString(m.DESCRIPTOR.serialized_pb)
+             for m in (model_config_pb2, service_pb2)]
+    return files, version("tritonclient")
+
+
+def _without_json_names(file: descriptor_pb2.FileDescriptorProto) -> bytes:
+    """protoc's descriptor sets name every field's JSON form; the embedded descriptors leave it implicit."""
+    def strip(messages):
+        for message in messages:
+            for field in message.field:
+                field.ClearField("json_name")
+            strip(message.nested_type)
+    file = descriptor_pb2.FileDescriptorProto.FromString(file.SerializeToString())
+    file.ClearField("source_code_info")
+    strip(file.message_type)
+    return file.SerializeToString()
 
 
 def generate(out: Path) -> None:
+    import grpc_tools
     from grpc_tools import protoc
 
-    blob, version = descriptor_set()
+    files, version = descriptors()
+    for file in files:
+        (out / file.name).write_text(proto_text(file, PROTO_HEADER.format(version=version)))
+    include = Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
-        desc = Path(tmp) / "inference.desc"
-        desc.write_bytes(blob)
-        code = protoc.main(["protoc", f"--descriptor_set_in={desc}", f"--python_out={out}", f"--pyi_out={out}",
-                            f"--grpc_python_out={out}", *FILES])
-    if code != 0:
-        raise SystemExit(f"protoc failed ({code})")
+        compiled = Path(tmp) / "compiled.desc"
+        code = protoc.main(["protoc", f"-I{out}", f"-I{include}", f"--descriptor_set_out={compiled}",
+                            f"--python_out={out}", f"--pyi_out={out}", f"--grpc_python_out={out}", *FILES])
+        if code != 0:
+            raise SystemExit(f"protoc failed ({code})")
+        got = {f.name: _without_json_names(f)
+               for f in descriptor_pb2.FileDescriptorSet.FromString(compiled.read_bytes()).file}
+    for file in files:
+        if got[file.name] != _without_json_names(file):
+            raise SystemExit(f"{file.name}: the printed .proto does not compile back to tritonclient's definition")
     (out / "model_config_pb2_grpc.py").unlink(missing_ok=True)  # model_config.proto has no service: an empty module
     for path in sorted(out.glob("*_pb2*.py*")):
         text = path.read_text()
@@ -68,11 +159,11 @@ def main() -> int:
     args = parser.parse_args()
     if not args.check:
         generate(OUT)
-        print(f"wrote {', '.join(sorted(p.name for p in OUT.glob('*_pb2*')))}")
+        print(f"wrote {', '.join(sorted(p.name for p in OUT.glob('*.proto')) + sorted(p.name for p in OUT.glob('*_pb2*')))}")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        stale = [p.name for p in sorted(Path(tmp).glob("*_pb2*")) if not (OUT / p.name).exists()
+        stale = [p.name for p in sorted(Path(tmp).glob("*")) if not (OUT / p.name).exists()
                  or not filecmp.cmp(p, OUT / p.name, shallow=False)]
     if stale:
         print(f"stale: {stale}; run scripts/grpc_stubs.py")
