@@ -108,6 +108,17 @@ def fraud_validation(root: Path) -> tuple[list[dict], np.ndarray]:
     return [dict(zip(FEATURES, row.tolist())) for row in split.x], split.y
 
 
+def vitals_validation(root: Path, count: int, seed: int = 0) -> list[tuple[dict, int]]:
+    """`count` validation ICU stays (seeded choice) as request stays, with their outcome (1 = died in hospital)."""
+    from training.data.vitals import read_split
+
+    records = read_split(root / "vitals", "validation")
+    chosen = np.sort(np.random.default_rng(seed).choice(len(records), size=count, replace=False))
+    return [({"measurements": [{"minute": m, "parameter": p, "value": v} for m, p, v in records[i].measurements],
+              "age": records[i].age, "gender": records[i].gender, "height": records[i].height,
+              "icu_type": records[i].icu_type}, records[i].died) for i in chosen]
+
+
 def png_b64(pixels: np.ndarray) -> str:
     from PIL import Image
 
@@ -145,6 +156,8 @@ def cost_requests(root: Path) -> dict[str, tuple[str, dict]]:
     start, hours = traffic_validation(root, 1)[0]
     _, closes = price_validation(root, 1)[0]
     transactions, _ = fraud_validation(root)
+    stays = {"icu-grud": ("/v1/clinical/deterioration", {"stays": [vitals_validation(root, 1)[0][0]], "model": "icu-grud"})
+             } if (MODELS / "icu-grud" / "manifest.json").exists() else {}
     return {
         "cifar10-resnet": ("/v1/images/classify", {"images": [png_b64(x[0])], "model": "cifar10-resnet"}),
         "cifar10-small": ("/v1/images/classify", {"images": [png_b64(x[0])], "model": "cifar10-small"}),
@@ -153,6 +166,7 @@ def cost_requests(root: Path) -> dict[str, tuple[str, dict]]:
         "traffic-lstm": ("/v1/forecast/traffic", {"history": hours, "start": start, "model": "traffic-lstm"}),
         "prices-lstm": ("/v1/forecast/price", {"history": closes, "model": "prices-lstm"}),
         "fraud-mlp": ("/v1/fraud/score", {"transactions": transactions[:1], "model": "fraud-mlp"}),
+        **stays,
     }
 
 
