@@ -219,10 +219,12 @@ def pictures(args: argparse.Namespace) -> None:
         sys.exit("no data: set NEUROSERVE_DATA_DIR or put it at ../shared/data")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with real_client(["cifar10-resnet", "tumor-cnn", "sentiment-lstm", "traffic-lstm", "prices-lstm"]) as client:
+    tabular = [name for name in ("fraud-mlp", "icu-grud") if (MODELS / name / "manifest.json").exists()]
+    with real_client(["cifar10-resnet", "tumor-cnn", "sentiment-lstm", "traffic-lstm", "prices-lstm", *tabular]) as client:
         draw_images(client, root, out)
         draw_sentiment(client, root, out)
         draw_forecasts(client, root, out)
+        draw_tabular(client, root, out, tabular)
 
 
 def _decode_png(data: str) -> np.ndarray:
@@ -327,6 +329,46 @@ def draw_forecasts(client, root: Path, out: Path) -> None:
                     fontsize=9)
     figure.tight_layout()
     figure.savefig(out / "explain_forecasts.png", dpi=110)
+    plt.close(figure)
+
+
+def draw_tabular(client, root: Path, out: Path, models: list[str]) -> None:
+    """The ten largest Shapley weights of real validation records: a fraud and a legitimate transaction, and a
+    stay that died and one that did not (each when its model is present)."""
+    import matplotlib.pyplot as plt
+
+    panels = []
+    if "fraud-mlp" in models:
+        transactions, labels = fraud_validation(root)
+        picks = [int(np.flatnonzero(labels == 1)[0]), int(np.flatnonzero(labels == 0)[0])]
+        body = client.post("/v1/fraud/score", json={"transactions": [transactions[i] for i in picks],
+                                                     "explain": True}).json()
+        for index, result in zip(picks, body["results"]):
+            panels.append((f"{body['model']}: a {'fraud' if labels[index] else 'legitimate'} validation transaction\n"
+                           f"P(fraud) {result['probability']:.3f}", result["explanation"]["features"], "P(fraud)"))
+    if "icu-grud" in models:
+        stays = vitals_validation(root, 40, seed=2)
+        picks = [next(i for i, (_, died) in enumerate(stays) if died), next(i for i, (_, died) in enumerate(stays) if not died)]
+        body = client.post("/v1/clinical/deterioration", json={"stays": [stays[i][0] for i in picks],
+                                                                "explain": True}).json()
+        for index, result in zip(picks, body["results"]):
+            panels.append((f"{body['model']}: a validation stay ({'died' if stays[index][1] else 'survived'})\n"
+                           f"risk {result['risk']:.3f}, {result['hours_observed']} h observed",
+                           result["explanation"]["features"], "risk"))
+    if not panels:
+        return
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+    for axis, (title, features, unit) in zip(axes[0], panels):
+        top = features[:10][::-1]
+        weights = [f["weight"] for f in top]
+        axis.barh([f["name"] for f in top], weights, color=["tab:red" if w >= 0 else "tab:blue" for w in weights])
+        axis.axvline(0, color="black", linewidth=0.6)
+        axis.set_title(title, fontsize=8)
+        axis.set_xlabel(f"Shapley weight ({unit})", fontsize=8)
+        axis.tick_params(labelsize=7)
+    figure.suptitle("The ten largest Shapley weights (red raises the score, blue lowers it)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(out / "explain_tabular.png", dpi=110)
     plt.close(figure)
 
 
