@@ -13,6 +13,7 @@ from tests.conftest import ROOT
 from tests.onnx_models import add_sub, write_model
 
 PAGE = ROOT / "service" / "playground"
+PNG = (ROOT / "examples" / "cat.png").read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +22,9 @@ def card_repo(tmp_path_factory):
     folder = write_model(root, "carded", add_sub())
     (folder / "README.md").write_text("# carded (model card)\n\n> **NOT a toy.** Or is it.\n")
     (folder / "card.json").write_text('{"name": "carded", "metrics": {"accuracy": 0.5}}')
+    (folder / "curves.png").write_bytes(PNG)
+    (folder / "fake.png").write_bytes(b"not a png at all")
+    (folder / "1" / "inside.png").write_bytes(PNG)
     bare = write_model(root, "bare", add_sub())
     (bare / "README.md").symlink_to(ROOT / "pyproject.toml")  # a card must be a plain file in the folder
     (root / "not-a-model").mkdir()
@@ -89,6 +93,7 @@ def test_the_page_loads_without_a_key_while_the_api_keeps_its_keys(make_client, 
     assert secured.get("/playground/app.js").status_code == 200
     assert secured.get("/v1/models").status_code == 401
     assert secured.get("/v1/models/carded/card").status_code == 401
+    assert secured.get("/v1/models/carded/card/curves.png").status_code == 401
     assert secured.get("/docs").status_code == 401
     with_key = {"Authorization": "Bearer page-key-1"}
     assert secured.get("/v1/models/carded/card", headers=with_key).status_code == 200
@@ -106,5 +111,12 @@ def test_model_card_route(make_client, card_repo):
         response = app.get(f"/v1/models/{name}/card")
         assert response.status_code in (400, 404), name
         assert "[build-system]" not in response.text
+    figure = app.get("/v1/models/carded/card/curves.png")
+    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png" and figure.content == PNG
+    for name in ("fake.png", "model.onnx", "manifest.json", "README.md", "1%2Finside.png", "..%2F..%2Fexamples%2Fcat.png",
+                 "%2e%2e", "missing.png"):
+        response = app.get(f"/v1/models/carded/card/{name}")
+        assert response.status_code in (400, 404), name
+        assert response.headers["content-type"] == "application/json", name
     listed = {m["id"]: m for m in app.get("/v1/models").json()["data"]}
     assert listed["carded"]["priority"] == 0  # the page preselects the task's default (highest priority)

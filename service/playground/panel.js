@@ -1,5 +1,5 @@
 // One panel's frame: title, model picker (from /v1/models), model card button, form, error line and output.
-import { ApiError, getJSON } from "./api.js";
+import { ApiError, getJSON, request } from "./api.js";
 import { fill, h, uid } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 
@@ -8,6 +8,19 @@ const cards = new Map(); // model name -> card JSON (fetched once)
 export async function fetchCard(name) {
   if (!cards.has(name)) cards.set(name, await getJSON(`/v1/models/${encodeURIComponent(name)}/card`));
   return cards.get(name);
+}
+
+// A figure the card's README shows (a PNG beside it), fetched with the API key and shown from a blob: URL.
+function cardFigure(name) {
+  return (url, alt) => {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_-]*\.png$/.test(url)) return null;
+    const img = h("img", { class: "card-figure", alt: alt || url });
+    request(`/v1/models/${encodeURIComponent(name)}/card/${url}`)
+      .then((response) => response.blob())
+      .then((blob) => { img.src = URL.createObjectURL(blob); })
+      .catch(() => img.replaceWith(h("em", { text: `[figure: ${alt || url}]` })));
+    return img;
+  };
 }
 
 export async function showCard(name, opener) {
@@ -19,7 +32,7 @@ export async function showCard(name, opener) {
   dialog.addEventListener("close", () => opener && opener.focus(), { once: true });
   try {
     const card = await fetchCard(name);
-    body.replaceChildren(...(card.readme ? renderMarkdown(card.readme)
+    body.replaceChildren(...(card.readme ? renderMarkdown(card.readme, cardFigure(name))
       : [h("pre", {}, h("code", { text: JSON.stringify(card.card, null, 2) }))]));
   } catch (error) {
     body.replaceChildren(h("p", { class: "error", text: error.message }));

@@ -295,6 +295,10 @@ def test_server_panel_lists_every_model_and_opens_a_card(page, screenshots, live
     assert "Model card: tumor-cnn" in css(dialog, "h2")[0].text
     assert "NOT a medical device" in css(dialog, "blockquote")[0].text
     assert css(dialog, "table")  # the card's tables are tables
+    figures = css(dialog, "img.card-figure")  # roc.png, confusion matrices, ... fetched with the key, shown as blob:
+    assert len(figures) >= 4
+    wait(page, lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", f)
+                             for f in figures), message="card figures not shown")
     shoot(page, screenshots, "card")
     from selenium.webdriver.common.keys import Keys
 
