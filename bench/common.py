@@ -107,7 +107,7 @@ class Server:
 def neuroserve(models: Path, extra_env: dict | None = None) -> Server:
     port = free_port()
     return Server([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--models", str(models)], port,
-                  {"NEUROSERVE_LOG_LEVEL": "warning", **(extra_env or {})})
+                  {"NEUROSERVE_LOG_LEVEL": "warning", "NEUROSERVE_GRPC_PORT": "0", **(extra_env or {})})
 
 
 def uvicorn_app(app: str, env: dict | None = None, ready_path: str = "/health") -> Server:

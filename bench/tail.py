@@ -269,7 +269,8 @@ class Checkout:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--models",
                                       str(models)], cwd=root, env={**os.environ, "PYTHONPATH": str(root),
-                                                                   "NEUROSERVE_LOG_LEVEL": "warning", **env},
+                                                                   "NEUROSERVE_LOG_LEVEL": "warning",
+                                                                   "NEUROSERVE_GRPC_PORT": "0", **env},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_ready(self.url + "/v2/health/ready", self.proc, 120, f"server in {root}")

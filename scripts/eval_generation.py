@@ -33,7 +33,8 @@ BEAM_MARK, SAMPLES_MARK = "{beam_section}", "{samples_section}"
 
 def start_server(port: int) -> subprocess.Popen:
     env = {**os.environ, "NEUROSERVE_PORT": str(port), "NEUROSERVE_MODELS_DIR": str(MODELS_DIR),
-           "NEUROSERVE_LOAD_MODELS": f"{TRANSLATION},{CHAT}", "NEUROSERVE_LOG_LEVEL": "warning"}
+           "NEUROSERVE_LOAD_MODELS": f"{TRANSLATION},{CHAT}", "NEUROSERVE_LOG_LEVEL": "warning",
+           "NEUROSERVE_GRPC_PORT": "0"}
     return subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env, cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -378,7 +378,8 @@ def discover_roles(models: Path) -> dict:
 
     port = free_port()
     server = CommonServer([sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--models", str(models)],
-                          port, {"NEUROSERVE_LOG_LEVEL": "warning", "NEUROSERVE_INTRA_OP_THREADS": "1"},
+                          port, {"NEUROSERVE_LOG_LEVEL": "warning", "NEUROSERVE_INTRA_OP_THREADS": "1",
+                                 "NEUROSERVE_GRPC_PORT": "0"},  # REST only here (bench/grpc_bench.py: gRPC)
                           ready_path="/v2/health/live")
     try:
         deadline = time.monotonic() + 120
