@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -28,11 +29,26 @@ GRAPH_FILE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}\.onnx$")
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 
-# Open Inference Protocol datatypes (the ones ONNX Runtime can produce or consume).
-DATATYPES = (
-    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
-    "FP16", "FP32", "FP64", "BYTES",
-)
+# Open Inference Protocol datatypes (the ones ONNX Runtime can produce or consume) and their numpy types: the
+# service's one table (runtime, codecs, the data plane and gRPC read it). client/tensors.py keeps its own copy, since
+# the client installs without the service; tests/client/test_tensors.py holds the two equal.
+DATATYPE_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_), "UINT8": np.dtype(np.uint8), "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32), "UINT64": np.dtype(np.uint64), "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16), "INT32": np.dtype(np.int32), "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16), "FP32": np.dtype(np.float32), "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+DATATYPES = tuple(DATATYPE_TO_NUMPY)
+
+
+def resource_path(folder: Path, relative: str) -> Path:
+    """A file the manifest names (tokenizer, profile), resolved inside the model folder; anything that points
+    outside it (``..``, an absolute path, a link out) is refused."""
+    path = (folder / relative).resolve()
+    if folder.resolve() not in path.parents:
+        raise ModelLoadError(f"{relative!r} points outside the model folder")
+    return path
 
 
 def valid_name(name: str) -> bool:

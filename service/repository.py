@@ -21,7 +21,7 @@ from service.backends import Backend, backend_for
 from service.batching import BatchStats, RunTracker
 from service.errors import BadRequest, ModelLoadError, NotFound, ServiceUnavailable
 from service.heap import freeze_long_lived
-from service.manifest import MODEL_FILE, Manifest, read_manifest, valid_name, valid_version
+from service.manifest import MODEL_FILE, Manifest, read_manifest, resource_path, valid_name, valid_version
 from service.metrics import Metrics
 from service.ood import OodProfile, load_ood
 from service.runtime import OnnxRuntimeSession
@@ -99,10 +99,7 @@ class ModelVersion:
 
     def resource(self, relative: str) -> Path:
         """A file beside the manifest (tokenizer, ...), refusing anything outside the model folder."""
-        path = (self.folder / relative).resolve()
-        if self.folder.resolve() not in path.parents:
-            raise ModelLoadError(f"{relative!r} points outside the model folder")
-        return path
+        return resource_path(self.folder, relative)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> Awaitable[tuple[dict[str, np.ndarray], BatchStats]]:
         """Queue the request now (synchronously: no reload can slip in between resolving this version

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.errors import ModelLoadError
-from service.manifest import Manifest, TensorSpec
+from service.manifest import DATATYPE_TO_NUMPY, Manifest, TensorSpec
 from service.settings import Settings
 
 log = logging.getLogger("neuroserve.runtime")
@@ -35,21 +35,6 @@ ORT_TO_DATATYPE = {
     "tensor(float)": "FP32",
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
-}
-DATATYPE_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
 }
 
 

@@ -14,6 +14,16 @@ import weakref
 from typing import Any, Callable
 
 
+# Tokenizing more text than this inline would hold the event loop noticeably: a thread does it then.
+INLINE_CHARS = 20_000
+
+
+async def off_loop(prepare: Callable[[], Any], chars: int) -> Any:
+    """prepare() (tokenizing, building jobs) inline for short texts, on a thread for long ones: every task that
+    tokenizes request text (sentiment, translation, chat) decides by this one rule."""
+    return await asyncio.to_thread(prepare) if chars > INLINE_CHARS else prepare()
+
+
 class LoopMailbox:
     """Callbacks posted from any thread, run on one event loop in the order posted, in bursts."""
 

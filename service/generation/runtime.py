@@ -24,22 +24,14 @@ from service.generation.decoding import BeamStrategy, Event, SampleStrategy, Sam
 from service.generation.device import DeviceCache
 from service.generation.engine import (AsyncEvents, BlockingEvents, Engine, GenerationMetrics, Job, collect,
                                        collect_blocking)
-from service.manifest import Batching, Manifest
+from service.manifest import Batching, Manifest, resource_path
 from service.runtime import OnnxRuntimeSession
 from service.settings import Settings
+from service.threads import off_loop
 
 log = logging.getLogger("neuroserve.generation")
 
 CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-# Tokenizing more text than this inline would hold the event loop noticeably: a thread does it then.
-INLINE_CHARS = 20_000
-
-
-async def off_loop(prepare, chars: int):
-    """prepare() (tokenizing, building jobs) inline for short texts, on a thread for long ones."""
-    return await asyncio.to_thread(prepare) if chars > INLINE_CHARS else prepare()
-
-
 class GenerationRuntime:
     """Base of Translator and ChatModel; ``load`` picks the class from the manifest's task."""
 
@@ -274,13 +266,6 @@ def device_cache_for(decoder: OnnxRuntimeSession, choice: str) -> DeviceCache | 
     return DeviceCache(decoder.session)
 
 
-def _inside(folder: Path, relative: str) -> Path:
-    path = (folder / relative).resolve()
-    if folder.resolve() not in path.parents:
-        raise ModelLoadError(f"{relative!r} points outside {folder}")
-    return path
-
-
 def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, metrics=None,
                     cached: bool = True, tracker=None, device_cache: str | None = None) -> GenerationRuntime:
     """Blocking: open each graph, check it against the contract, load the tokenizer, start and warm the engine.
@@ -300,7 +285,7 @@ def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, m
     for declared, face in ((manifest.inputs, TEXT_FACE[0]), (manifest.outputs, TEXT_FACE[1])):
         if declared and [(s.name, s.datatype) for s in declared] != [(s.name, s.datatype) for s in face]:
             raise ModelLoadError(f"a {task} model's inputs and outputs are one BYTES tensor 'text' each")
-    tokenizer_path = _inside(version_dir.parent, manifest.tokenizer or "tokenizer.json")
+    tokenizer_path = resource_path(version_dir.parent, manifest.tokenizer or "tokenizer.json")
     if not tokenizer_path.is_file():
         raise ModelLoadError(f"tokenizer file {tokenizer_path.name!r} is missing")
     try:

@@ -19,10 +19,11 @@ from service.api.deps import RepositoryDep, error_responses, mark_model, run_gen
 from service.errors import NeuroserveError, Unprocessable, error_body
 from service.generation.contract import CHAT_TASK
 from service.generation.engine import AsyncEvents, Job, cancel_unfinished
-from service.generation.runtime import ChatModel, off_loop
+from service.generation.runtime import ChatModel
 from service.repository import ModelVersion
 from service.responses import GuardedStream, JSONBytes
 from service.security import require_api_key
+from service.threads import off_loop
 
 MAX_MESSAGES = 256
 MAX_PROMPT_CHARS = 200_000

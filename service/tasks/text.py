@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import numpy as np
@@ -18,12 +17,11 @@ from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
+from service.threads import off_loop
 
 SENTIMENT_TASK = "text-sentiment"
 MAX_TEXTS = 64
 MAX_TEXT_CHARS = 5000
-# Tokenizing this much text inline would hold the event loop for a noticeable time: use a thread.
-INLINE_CHARS = 20_000
 
 router = APIRouter(prefix="/v1/text", tags=["text"], dependencies=[Depends(require_api_key)])
 ERRORS = error_responses(s422="Empty, over-long or too many texts (with explain, at most 8); wrong types; unknown fields")
@@ -102,10 +100,7 @@ async def sentiment(body: SentimentRequest, request: Request, repo: RepositoryDe
     model = repo.for_task(SENTIMENT_TASK, body.model)
     if body.explain:
         check_items(len(body.texts))
-    if sum(len(t) for t in body.texts) > INLINE_CHARS:
-        encoded = await asyncio.to_thread(encode_texts, model.extras, body.texts, body.explain)
-    else:
-        encoded = encode_texts(model.extras, body.texts, body.explain)
+    encoded = await off_loop(lambda: encode_texts(model.extras, body.texts, body.explain), sum(map(len, body.texts)))
     feeds, deletions = encoded if body.explain else (encoded, [])
     outputs, varied = await run_with_variants(request, model, feeds, [variant for _, variant, _ in deletions])
     positive = outputs["probabilities"][:, -1]

@@ -11,10 +11,11 @@ from service.api.deps import RepositoryDep, error_responses, mark_model, run_gen
 from service.errors import Unprocessable
 from service.generation.contract import TRANSLATION_TASK
 from service.generation.engine import AsyncEvents
-from service.generation.runtime import Translator, off_loop
+from service.generation.runtime import Translator
 from service.repository import ModelRepository, ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
+from service.threads import off_loop
 
 MAX_TEXTS = 64  # as /v1/text/sentiment; rows beyond the engine's room wait for their turn
 MAX_TEXT_CHARS = 2000
