@@ -2,6 +2,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -69,9 +70,10 @@ def _cli_lines() -> list[str]:
     return inline + [line.split("  #", 1)[0].strip() for line in block]
 
 
-def test_readme_tour_runs_verbatim_against_a_real_server(models_server):
-    """A fresh clone's first commands, as written (only the port differs): the tour's block as one script, then the
-    command-line examples one by one; each answers, and without an error."""
+def test_readme_tour_runs_verbatim_against_a_real_server(models_server, monkeypatch, capsys):
+    """A fresh clone's first commands, as written (only the port differs): the tour's block as one bash script, then
+    the command-line examples, each through `neuroserve`'s own main (in this process: a second each saved); each
+    answers, and without an error."""
     tour = _tour()
     assert "examples/cat.png" in tour and "@cat.png" not in tour and "scan.png" not in tour
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "NEUROSERVE_URL": models_server.url}
@@ -90,8 +92,17 @@ def test_readme_tour_runs_verbatim_against_a_real_server(models_server):
                    '"timestamps"', "data: [DONE]", '"outputs"'):
         assert answer in out, answer
     assert out.count('"forecast"') == 2  # price and traffic
+    from client.cli import main
+
     lines = _cli_lines()
     assert any("examples/scan-tumor.png" in line for line in lines)
-    for line in lines:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("NEUROSERVE_URL", models_server.url)
+    capsys.readouterr()
+    for line in dict.fromkeys(lines):
         assert "cat.png" not in line or "examples/" in line, line
-        run(line)
+        argv = shlex.split(line.replace("127.0.0.1:8000", f"127.0.0.1:{models_server.port}"))
+        assert argv[0] == "neuroserve", line
+        assert main(argv[1:]) == 0, (line, capsys.readouterr())
+        shown = capsys.readouterr().out
+        assert shown.strip() and '"error"' not in shown, (line, shown[-500:])
