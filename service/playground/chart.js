@@ -16,8 +16,9 @@ function niceTicks(lo, hi, count = 5) {
 
 const fmt = (v) => (Math.abs(v) >= 1000 ? v.toLocaleString("en-US", { maximumFractionDigits: 0 }) : String(+v.toFixed(2)));
 
-// history: numbers; forecast/lower/upper: numbers (same length); labels: {start, split, end} texts for the x axis.
-export function forecastChart({ history, forecast, lower, upper, labels = {}, unit = "" }) {
+// history: numbers; forecast/lower/upper: numbers (same length); labels: {start, split, end} texts for the x axis;
+// weights (optional, one per history value): how much each moved the forecast, drawn as a strip under the axis.
+export function forecastChart({ history, forecast, lower, upper, labels = {}, unit = "", weights = null }) {
   const n = history.length + forecast.length;
   const values = [...history, ...lower, ...upper];
   let lo = Math.min(...values);
@@ -45,13 +46,33 @@ export function forecastChart({ history, forecast, lower, upper, labels = {}, un
     s("line", { class: "now", x1: x(h0), x2: x(h0), y1: PAD.top, y2: H - PAD.bottom }),
   ];
   const title = `History of ${history.length} values and a forecast of ${forecast.length} steps${unit ? ` (${unit})` : ""}`;
-  return s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": title },
+  const strip = weights ? influence(weights, x) : null;
+  return s("svg", { viewBox: `0 0 ${W} ${H + (strip ? STRIP : 0)}`, class: "chart", role: "img", "aria-label": title },
     s("title", { text: title }),
     s("g", { class: "grid" }, grid),
     s("path", { class: "series band", "data-series": "interval", d: `${line(band)} Z` }),
     s("path", { class: "series history", "data-series": "history", d: line(hist) }),
     s("path", { class: "series forecast", "data-series": "forecast", d: line(med) }),
-    axis);
+    axis, strip);
+}
+
+const STRIP = 56;
+
+// The explanation's history weights as bars about a middle line, under each history value they belong to.
+function influence(weights, x) {
+  const top = Math.max(1e-12, ...weights.map(Math.abs));
+  const mid = H + STRIP / 2 + 4;
+  const half = STRIP / 2 - 10;
+  const width = Math.max(1, (x(1) - x(0)) * 0.7);
+  return s("g", { class: "influence" },
+    s("text", { x: PAD.left - 8, y: mid + 4, "text-anchor": "end", text: "effect" }),
+    s("title", { text: "How much each history value moved the mean forecast: up raised it, down lowered it" }),
+    s("line", { x1: PAD.left, x2: x(weights.length - 1), y1: mid, y2: mid }),
+    weights.map((w, i) => {
+      const size = (Math.abs(w) / top) * half;
+      return s("rect", { class: w >= 0 ? "up" : "down", x: (x(i) - width / 2).toFixed(1), width: width.toFixed(1),
+        y: (w >= 0 ? mid - size : mid).toFixed(1), height: Math.max(0.5, size).toFixed(1) });
+    }));
 }
 
 export function legend(interval) {

@@ -2,7 +2,7 @@
 import { postJSON } from "./api.js";
 import { append, fill, h } from "./dom.js";
 import { forecastChart, legend } from "./chart.js";
-import { exampleButtons, field, panelFrame } from "./panel.js";
+import { checkbox, exampleButtons, field, panelFrame } from "./panel.js";
 
 const numbers = (text) => text.split(/[\s,;]+/).filter(Boolean).map(Number);
 const hourLabel = (iso) => iso.replace("T", " ").slice(0, 16);
@@ -36,6 +36,7 @@ function forecastPanel(kind, { models, examples }) {
   const horizon = h("input", { type: "number", min: 1, max: spec.maxHorizon, value: spec.maxHorizon, inputmode: "numeric" });
   const start = kind === "traffic" ? h("input", { type: "datetime-local", step: 3600 }) : null;
   const submit = h("button", { type: "submit", text: "Forecast" });
+  const explainBox = checkbox("Explain: how much each history value moved the forecast (bars under the chart: up raised it)");
   const useExample = async () => {
     const body = await (await fetch(`/playground/examples/${spec.example}`)).json();
     history.value = body.history.join(", ");
@@ -48,12 +49,13 @@ function forecastPanel(kind, { models, examples }) {
     examples.includes(spec.example) ? exampleButtons([spec.example], useExample, () => "example history") : null,
     h("div", { class: "row-fields" }, start && field("First hour (local time)", start),
       field(`Steps ahead (1–${spec.maxHorizon})`, horizon)),
-    h("div", { class: "actions" }, submit)]);
+    explainBox.field, h("div", { class: "actions" }, submit)]);
   frame.form.addEventListener("submit", (event) => {
     event.preventDefault();
     frame.run(submit, async () => {
       const body = { history: numbers(history.value), horizon: Number(horizon.value), model: frame.model() };
       if (start) body.start = start.value.length === 16 ? `${start.value}:00` : start.value;
+      if (explainBox.input.checked) body.explain = true;
       const answer = await postJSON(spec.route, body);
       const shown = body.history.slice(-spec.shown); // the model reads the last `window`; the chart shows fewer
       const last = answer.forecast.length - 1;
@@ -62,7 +64,8 @@ function forecastPanel(kind, { models, examples }) {
           ` (${Math.round(answer.interval * 100)}% interval ${answer.lower[0].toFixed(kind === "price" ? 2 : 0)}–${answer.upper[0].toFixed(kind === "price" ? 2 : 0)})`,
           last > 0 ? ` · in ${last + 1} steps: ${answer.forecast[last].toFixed(kind === "price" ? 2 : 0)}` : ""),
         forecastChart({ history: shown, forecast: answer.forecast, lower: answer.lower, upper: answer.upper,
-          labels: spec.labels(body, answer), unit: spec.unit }),
+          labels: spec.labels(body, answer), unit: spec.unit,
+          weights: answer.explanation ? answer.explanation.history_weights.slice(-spec.shown) : null }),
         legend(answer.interval),
         h("p", { class: "hint", text: `The chart shows the last ${spec.shown} of the ${spec.window} values the model reads.` }),
         answer.ood && answer.ood[0] && answer.ood[0].unusual

@@ -211,10 +211,12 @@ def test_traffic_panel_draws_history_forecast_and_band(page, screenshots):
     click(page, css(section, 'button[data-example="traffic.json"]')[0])
     wait(page, lambda d: "168 values" in css(section, ".hint")[0].text)
     assert css(section, "input[type=datetime-local]")[0].get_attribute("value") == "2017-10-16T00:00"
+    css(section, "input[type=checkbox]")[0].click()  # explain
     click(page, css(section, "button[type=submit]")[0])
     wait(page, lambda d: css(section, "svg.chart"))
     series = {e.get_attribute("data-series") for e in css(section, "svg.chart [data-series]")}
     assert series == {"history", "forecast", "interval"}
+    assert len(css(section, "svg.chart .influence rect")) == 96  # one bar per history value shown
     labels = [e.text for e in css(section, "svg.chart .axis-label")]
     assert labels == ["2017-10-19 00:00", "forecast from 2017-10-23 00:00 →", "2017-10-23 23:00"]  # the last 96 h shown
     shoot(section, screenshots, "traffic", page)
