@@ -31,8 +31,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     NEUROSERVE_MODELS_DIR=/models \
     MALLOC_ARENA_MAX=2
 USER 10001:10001
-# 8000: REST (HTTP/1.1); 8001: the Open Inference Protocol over gRPC (NEUROSERVE_GRPC_PORT's default; left unset
-# here so that NEUROSERVE_WORKERS > 1 turns it off instead of being refused: gRPC is one process)
+# 8000: REST (HTTP/1.1); 8001: the Open Inference Protocol over gRPC (NEUROSERVE_GRPC_PORT's default; 0 turns it off)
 EXPOSE 8000 8001
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python3", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/v2/health/ready', timeout=2).status == 200 else 1)"]

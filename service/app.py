@@ -70,12 +70,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     repository = ModelRepository(settings, metrics, task_preparers())
     workers = WorkerGroup.from_environment(settings.workers)  # None: one process (service/workers.py)
+    grpc_servers: list = []  # the Open Inference Protocol over gRPC (service/grpc_server.py), when on
+
+    async def serve_grpc() -> None:
+        from service.grpc_server import start_grpc
+
+        # With several workers each one serves the port itself (SO_REUSEPORT: the kernel spreads connections),
+        # from the moment its models are loaded, so a replacement worker takes no calls before it can answer them.
+        grpc_servers.append(await start_grpc(app.state.dataplane, reuse_port=workers is not None))
 
     async def load_models() -> None:
         await repository.load_all()
         if workers is not None:  # tell the other workers (readiness) and /metrics, which another worker may serve
             metrics.models_ready.set(sum(1 for e in repository.entries.values() if e.ready))
-            if repository.all_ready():
+            serving = True
+            if settings.grpc_port:
+                try:
+                    await serve_grpc()
+                except RuntimeError as exc:  # nobody awaits this task: say it, and let the readiness tell
+                    log.error("%s", exc)
+                    serving = False
+            if repository.all_ready() and serving:
                 workers.mark_ready()
 
     @contextlib.asynccontextmanager
@@ -89,11 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no API keys configured: every route is open (set NEUROSERVE_API_KEYS and NEUROSERVE_ADMIN_KEY)")
         loader = asyncio.create_task(load_models(), name="load-models")
         app.state.loader = loader
-        grpc_server = None
-        if settings.grpc_port:  # the Open Inference Protocol over gRPC, on the same data plane (service/grpc_server.py)
-            from service.grpc_server import start_grpc
-
-            grpc_server = await start_grpc(app.state.dataplane)
+        if settings.grpc_port and workers is None:  # one process: gRPC listens from the start, like REST
+            await serve_grpc()
         if workers is not None and workers.ready_pids():
             # A worker started while others serve (a replacement): load before accepting connections (uvicorn
             # listens after startup), so the port's traffic stays with the ready workers meanwhile, not 503s.
@@ -109,7 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await loader
             if flusher is not None:
                 flusher.cancel()
-            if grpc_server is not None:
+            for grpc_server in grpc_servers:
                 from service.grpc_server import stop_grpc
 
                 await stop_grpc(grpc_server, app.state.dataplane)

@@ -126,6 +126,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self.plane = plane
         self.settings = plane.settings
         self.metrics = plane.metrics
+        # several workers: every answer names its worker, as REST's X-Neuroserve-Worker header does
+        self.worker = (("x-neuroserve-worker", str(plane.workers.pid)),) if plane.workers is not None else None
 
     def _authorize(self, context, admin: bool = False) -> None:
         authorization = dict(context.invocation_metadata()).get("authorization", "")
@@ -139,6 +141,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter()
         status, model = 200, ""
         self.metrics.in_flight.inc()
+        if self.worker is not None:
+            context.set_trailing_metadata(self.worker)
         try:
             if self.plane.draining and method not in UNMETERED:
                 raise ServiceUnavailable("server is shutting down", retry_after_s=5)
@@ -268,13 +272,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return await self._call("RepositoryModelUnload", context, handler, auth="admin")
 
 
-async def start_grpc(plane: DataPlane) -> grpc.aio.Server:
-    """Bind settings.host:grpc_port and start serving; raises when the port cannot be bound."""
+async def start_grpc(plane: DataPlane, reuse_port: bool = False) -> grpc.aio.Server:
+    """Bind settings.host:grpc_port and start serving; raises when the port cannot be bound. reuse_port: several
+    worker processes share the port (SO_REUSEPORT); otherwise a second server on it fails to start instead of
+    sharing it silently."""
     settings = plane.settings
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", settings.max_body_bytes),  # REST's body limit
         ("grpc.max_send_message_length", -1),
-        ("grpc.so_reuseport", 0),  # a second server on the port fails to start instead of sharing it silently
+        ("grpc.so_reuseport", int(reuse_port)),
     ])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
     address = f"{settings.host}:{settings.grpc_port}"

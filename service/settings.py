@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from typing_extensions import Annotated
 
@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to bind.")
     grpc_port: int = Field(
         default=8001, ge=0, le=65535, description="Port of the Open Inference Protocol over gRPC (KServe v2 "
-        "GRPCInferenceService), on the same host address; 0 turns it off. One process only: with several workers it is "
-        "off by default and setting it is refused (docs/deployment.md).")
+        "GRPCInferenceService), on the same host address; 0 turns it off. With several workers each serves it once "
+        "its models are loaded (SO_REUSEPORT).")
     workers: int = Field(
         default=1, ge=1, le=64, description="Server processes sharing the port (`neuroserve serve --workers N`). "
         "Each loads every model; the default instances and ORT threads divide the cores among them; metrics are "
@@ -145,18 +145,6 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
-
-    @model_validator(mode="after")
-    def _grpc_is_one_process(self):
-        """gRPC is served by one process: each worker would bind the port itself (SO_REUSEPORT is off, so a second
-        server on it fails loudly) and the workers have no shared gRPC listener. With several workers it is off
-        unless asked for, and asked for it is refused."""
-        if self.workers > 1 and self.grpc_port:
-            if "grpc_port" in self.model_fields_set:
-                raise ValueError(f"NEUROSERVE_GRPC_PORT={self.grpc_port} with {self.workers} workers: gRPC is served by "
-                                 "one process; set NEUROSERVE_GRPC_PORT=0 with several workers, or run one worker")
-            self.grpc_port = 0
-        return self
 
     @property
     def auth_enabled(self) -> bool:

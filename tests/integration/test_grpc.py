@@ -243,15 +243,35 @@ def test_the_committed_stubs_are_what_the_command_generates():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_grpc_is_one_process_several_workers_turn_it_off_or_refuse_it():
-    from pydantic import ValidationError
-
-    from service.settings import Settings
-
-    assert Settings(grpc_port=8001).grpc_port == 8001 and Settings(workers=2).grpc_port == 0
-    with pytest.raises(ValidationError, match="gRPC is served by one process"):
-        Settings(workers=2, grpc_port=8001)
-    assert Settings(workers=2, grpc_port=0).grpc_port == 0
+def test_several_workers_each_serve_grpc_on_the_shared_port(grpc_repo, tmp_path):
+    """--workers 2: each worker serves the gRPC port (SO_REUSEPORT) once its models are loaded; every answer names
+    its worker in the x-neuroserve-worker trailing metadata, as REST's header does; SIGTERM stops them all."""
+    proc = GrpcServer(grpc_repo, {"NEUROSERVE_WORKERS": "2", "NEUROSERVE_LOAD_MODELS": "add-sub"}, tmp_path / "w.log")
+    try:
+        proc.wait_ready()
+        request = service_pb2.ModelInferRequest(
+            model_name="add-sub", raw_input_contents=[np.ones((1, 4), "<f4").tobytes()] * 2,
+            inputs=[{"name": name, "datatype": "FP32", "shape": [1, 4]} for name in ("a", "b")])
+        pids = set()
+        for _ in range(40):  # new connections until both workers have answered (the kernel picks one per connection)
+            channel, stub = _stub(proc)
+            with channel:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:  # a worker's gRPC starts once its models are loaded
+                        answer, call = stub.ModelInfer.with_call(request)
+                        break
+                    except grpc.RpcError:
+                        assert time.monotonic() < deadline, "gRPC never answered"
+                        time.sleep(0.1)
+                pids.add(dict(call.trailing_metadata())["x-neuroserve-worker"])
+                assert np.frombuffer(answer.raw_output_contents[0], "<f4").tolist() == [2.0] * 4
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2, pids
+    finally:
+        proc.stop()
+    assert "shut down" in proc.logs()
 
 
 def test_a_busy_grpc_port_stops_the_start_with_the_reason(grpc_repo, tmp_path):
