@@ -3,7 +3,7 @@
     neuroserve predict image examples/cat.png examples/ship.png --top-k 3
     neuroserve predict tumor examples/scan-tumor.png
     neuroserve sentiment "what a great film" --explain
-    neuroserve fraud examples/transactions.csv --threshold 0.5
+    neuroserve fraud examples/transactions.json --threshold 0.5
     neuroserve deterioration examples/icu_stay.json
     neuroserve translate "good morning"
     neuroserve chat
