@@ -30,6 +30,22 @@ def _ood(manifest) -> str:
     return text + (f" ({span(baseline)})" if baseline else "")
 
 
+RISK_NOTES = [
+    "",
+    "## Fraud scoring and ICU deterioration",
+    "",
+    "- `fraud-scoring` (`POST /v1/fraud/score`): the ULB card data here is a balanced subsample (about 29% fraud, not",
+    "  the real 0.17%), so the model's threshold, precision and AUPRC do not transfer to production traffic; the",
+    "  features are ULB's PCA components, so it only applies to data transformed the same way.",
+    "- `icu-deterioration` (`POST /v1/clinical/deterioration`): a research demonstration, **not a medical device**.",
+    "  One hospital system (MIMIC-II 2001-2008, via PhysioNet 2012), adults, a random split of 3,996 stays, no",
+    "  external or prospective validation; the outcome is in-hospital death, not acute deterioration within hours.",
+    "  It answers for a stay in progress from the hours observed so far, less accurately the fewer they are (the",
+    "  card's table by hours observed). Values outside physiological limits are ignored and listed, with the limits",
+    "  table in the manifest (`parameters.variables`), which the server reads.",
+]
+
+
 def models_index() -> str:
     lines = [
         "# Served models",
@@ -65,7 +81,7 @@ def models_index() -> str:
         default = "yes" if best[manifest.task].name == manifest.name else ""
         card = f"[card](../models/{manifest.name}/README.md)" if (folder / "README.md").exists() else ""
         lines.append(f"| `{manifest.name}` | {manifest.task} | {default} | {size:.2f} MB | {figures} | {_ood(manifest)} | {card} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + RISK_NOTES) + "\n"
 
 
 def main() -> None:

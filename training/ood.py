@@ -560,6 +560,29 @@ def forecast_data(manifest, data_dir: Path, rng, args, recipe_name: str, session
                     "validation": f"{len(val[series])} validation windows{note}"}, confidence="")
 
 
+def risk_data(manifest, data_dir: Path, rng, args, recipe_name: str) -> OodData:
+    """Fraud and ICU rows (training/recipes/risk.py): class means per label on 70% of train; the shifted pairs are the
+    validation rows with each input column shuffled across rows (every value real, their combination not), and
+    scaled x3."""
+    from training.recipes import get_recipe
+
+    train, val, _ = get_recipe(recipe_name).load(argparse.Namespace(data_dir=str(data_dir), seed=args.seed))
+    order = rng.permutation(len(train))
+    n_fit = min(args.fit, int(len(train) * 0.7))
+    fit, cal = np.sort(order[:n_fit]), np.sort(order[n_fit:n_fit + args.calibration])
+    main = manifest.inputs[0].name  # transactions [N, 30], or the ICU model's values [N, 48, P]
+    x = val.inputs[main]
+    flat = x.reshape(len(x), -1) if x.ndim == 2 else x.transpose(0, 2, 1).reshape(len(x), x.shape[2], -1)
+    mixed = np.stack([flat[rng.permutation(len(x)), j] for j in range(flat.shape[1])], axis=1)
+    mixed = mixed.reshape(x.shape) if x.ndim == 2 else mixed.transpose(0, 2, 1)
+    pairs = [(f"validation rows with each column of {main!r} shuffled across rows", {**val.inputs, main: mixed}),
+             (f"validation rows with {main!r} scaled x3", {**val.inputs, main: x * np.float32(3)})]
+    return OodData(train.take(fit).inputs, train.y[fit], train.take(cal).inputs, dict(val.inputs), pairs,
+                   {"fit": f"{len(fit)} train-split rows (seeded sample; class means per label)",
+                    "calibration": f"{len(cal)} other train-split rows", "validation": f"{len(val)} validation rows"},
+                   confidence="1 - max(p, 1 - p)", validation_labels=(list(manifest.labels), val.y))
+
+
 def data_concat(a, b):
     """Two forecast window sets as one (training.data.forecast.Windows)."""
     return Windows({k: np.concatenate([a.inputs[k], b.inputs[k]]) for k in a.inputs}, np.concatenate([a.y, b.y]),
@@ -591,8 +614,9 @@ def _probability(manifest) -> Callable | None:
     names = [o.name for o in manifest.outputs]
     if "probabilities" in names:
         return lambda v: v["probabilities"].max(axis=1)
-    if "tumor_probability" in names:
-        return lambda v: np.maximum(v["tumor_probability"].reshape(-1), 1 - v["tumor_probability"].reshape(-1))
+    for name in ("tumor_probability", "probability", "risk"):  # one binary probability
+        if name in names:
+            return lambda v, name=name: np.maximum(v[name].reshape(-1), 1 - v[name].reshape(-1))
     return None
 
 
@@ -703,8 +727,10 @@ def make_data(manifest, folder: Path, data_dir: Path, rng, args, session_inputs:
         return forecast_data(manifest, data_dir, rng, args, "traffic", session_inputs)
     if task == "price-forecast":
         return forecast_data(manifest, data_dir, rng, args, "prices", session_inputs)
+    if task in ("fraud-scoring", "icu-deterioration"):
+        return risk_data(manifest, data_dir, rng, args, "fraud" if task == "fraud-scoring" else "deterioration")
     raise SystemExit(f"no OOD data for task {task!r} (tasks: image-classification, tumor-detection, text-sentiment, "
-                     "traffic-forecast, price-forecast)")
+                     "traffic-forecast, price-forecast, fraud-scoring, icu-deterioration)")
 
 
 def fit_model(args: argparse.Namespace, data: OodData | None = None) -> dict:

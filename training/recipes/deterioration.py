@@ -6,13 +6,14 @@
 A GRU-D-style recurrent net over hourly bins (values carried forward with a learnt decay, masks, hours since the
 last value) plus age, sex, height and ICU type. Cleaning (physiological limits), binning and standardisation are
 service/vitals.py's, with the limits table of training/data/vitals.py, written into the manifest so the server
-cleans requests the same way. Trained with random truncation (half of each batch scored after 6-48 h), so that a
-stay in progress is answered from what it has so far.
+cleans requests the same way. Trained with random truncation (a share of each batch scored after 6-48 h), so that
+a stay in progress is answered from what it has so far.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,13 +61,18 @@ def summaries(records: list[data.Record], table: list[Variable]) -> np.ndarray:
     return out
 
 
+@dataclass
+class DeteriorationConfig(RiskConfig):
+    truncate: float = 0.3  # share of each batch scored after a random 6-48 h instead of its whole stay
+
+
 class DeteriorationRecipe(BinaryRiskRecipe):
     task = "deterioration"
     task_family = "icu-deterioration"
     data_subdir = "vitals"
     output_name = "risk"
-    default = RiskConfig(model_name="icu-grud", epochs=40, batch_size=64, lr=3e-3, weight_decay=1e-3, hidden=64,
-                         dropout=0.2)
+    default = DeteriorationConfig(model_name="icu-grud", epochs=10, batch_size=64, lr=2e-3, weight_decay=1e-2,
+                                  hidden=32, dropout=0.3, truncate=0.3)
 
     def records(self, args: argparse.Namespace) -> tuple[list[data.Record], list[data.Record]]:
         cache = getattr(self, "_records", None)
@@ -85,11 +91,12 @@ class DeteriorationRecipe(BinaryRiskRecipe):
     def build(self, cfg: RiskConfig, info: dict[str, Any]) -> nn.Module:
         return DecayGRU(len(info["variables"]), len(STATICS), cfg.hidden, cfg.dropout)
 
-    def augment(self, inputs: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
-        """Half the batch is scored after a random 6-48 h (what an in-progress stay sends), the rest after its own."""
+    def augment(self, inputs: dict[str, torch.Tensor], gen: torch.Generator, cfg: DeteriorationConfig) -> dict[str, torch.Tensor]:
+        """A share (cfg.truncate) of the batch is scored after a random 6-48 h (what an in-progress stay sends), the
+        rest after its whole stay."""
         hours = inputs["hours"]
         cut = torch.randint(6, HOURS + 1, hours.shape, generator=gen)
-        pick = torch.rand(hours.shape, generator=gen) < 0.5
+        pick = torch.rand(hours.shape, generator=gen) < cfg.truncate
         return {**inputs, "hours": torch.where(pick, torch.minimum(hours, cut), hours)}
 
     def contract(self):
@@ -120,7 +127,8 @@ class DeteriorationRecipe(BinaryRiskRecipe):
                         "note": f"{label} score of the outcomes file as the risk score ({int((~known).sum())} of "
                                 f"{len(score)} missing, set to the median)"}
         with threadpool_limits(1):
-            lr = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
+            lr = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
+                               LogisticRegression(C=0.1, max_iter=5000))
             lr.fit(summaries(train_r, table), train.y)
         out["logistic_regression"] = {
             "scores": lr.predict_proba(summaries(val_r, table))[:, 1], "metrics": ("auroc", "auprc", "brier"),
@@ -221,7 +229,7 @@ N hours after admission), scored by the served graph:
 
 ## Limitations
 - One hospital system, 2001-2008 practice; adult ICU stays (age 16-90; ages over 89 are recorded as 90); 13.9%
-  mortality. Trained and validated on a random split of the same 3,997 records (no temporal or external
+  mortality. Trained and validated on a random split of the same 3,996 records (no temporal or external
   validation); the challenge's test sets were not available.
 - The outcome is in-hospital death (often weeks later), not acute deterioration within hours.
 - Measurement frequency itself is informative (sicker patients are measured more); a different monitoring
@@ -234,7 +242,20 @@ N hours after admission), scored by the served graph:
 
 - {p['params']:,} parameters: input decay (per variable), GRU({3 * len(card['variables'])} -> {c['hidden']}), head on [last state, statics].
   BCE on logits, AdamW lr {c['lr']} one-cycle, weight decay {c['weight_decay']}, dropout {c['dropout']}, batch
-  {c['batch_size']}, {p['epochs']} epochs; half of each batch truncated to a random 6-48 h; last epoch served.
+  {c['batch_size']}, {p['epochs']} epochs; {100 * c['truncate']:.0f}% of each batch truncated to a random 6-48 h; last
+  epoch served. Labs spanning orders of magnitude and urine are read as log1p ({', '.join(v['name'] for v in card['variables'] if v.get('log'))}).
+
+## What was tried for the 0.86 goal (single runs on this validation split, seed 0 unless said; AUROC after 48 h)
+Model selection used this validation split (no separate tuning split), so the figure above is slightly optimistic.
+- hidden 64, dropout 0.2, weight decay 1e-3, lr 3e-3, 40 epochs: best 0.817 at epoch 12, then overfits (0.77 by
+  epoch 30); hidden 32/48/64 with dropout 0.3-0.5, weight decay 1e-2-5e-2, 10-20 epochs: 0.80-0.82.
+- linear standardisation of every variable: 0.805; log1p for the skewed labs and urine: 0.811 (kept).
+- no truncation: 0.822 (seeds 0/1/2: 0.822, 0.820, 0.819) but 0.78 after 24 h; 30% truncated: see the table
+  above (better for stays in progress, about 0.01 lower after 48 h).
+- a masked mean over the GRU's outputs beside the last state: 0.812-0.821 (no gain); averaging 3 seeds: no gain
+  (0.822).
+- The logistic regression on summaries (0.80) and this GRU are within each other's CIs: with 83 deaths among 599
+  validation stays a difference of 0.02 is not resolvable.
 {run_footer(p)}
 """
 

@@ -72,7 +72,7 @@ class BinaryRiskRecipe(Recipe):
     def contract(self) -> tuple[list[dict], list[dict], dict[str, dict[int, str]]]:
         raise NotImplementedError
 
-    def augment(self, inputs: dict[str, torch.Tensor], gen: torch.Generator) -> dict[str, torch.Tensor]:
+    def augment(self, inputs: dict[str, torch.Tensor], gen: torch.Generator, cfg: RiskConfig) -> dict[str, torch.Tensor]:
         return inputs
 
     def baselines(self, args: argparse.Namespace, train: Rows, val: Rows, info: dict) -> dict[str, dict[str, Any]]:
@@ -132,7 +132,7 @@ class BinaryRiskRecipe(Recipe):
             total = 0.0
             for i in range(0, len(train), bs):
                 idx = order[i : i + bs]
-                inputs = self.augment({k: v[idx] for k, v in x.items()}, gen)
+                inputs = self.augment({k: v[idx] for k, v in x.items()}, gen, cfg)
                 loss = nn.functional.binary_cross_entropy_with_logits(net.logits(*inputs.values()), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
