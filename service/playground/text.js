@@ -14,14 +14,16 @@ async function textsExample(key) {
   return response.ok ? (await response.json())[key] || [] : [];
 }
 
-// Words coloured by how much they pushed towards the predicted label (explanation: {tokens, weights}).
+// Words coloured by how much they pushed towards the predicted label (explanation: {tokens, weights}, positive
+// weights towards that label): green pulled towards "positive", red towards "negative", whichever was predicted.
 function highlights(explanation, label) {
   if (!explanation || !explanation.tokens) return null;
   const top = Math.max(1e-9, ...explanation.weights.map(Math.abs));
   return h("p", { class: "highlights", "aria-label": `words weighted towards ${label}` },
     explanation.tokens.map((token, i) => {
       const w = explanation.weights[i] / top;
-      const span = h("span", { class: `token ${w >= 0 ? "for" : "against"}`, title: `${explanation.weights[i].toFixed(3)}`, text: token });
+      const towardsPositive = (w >= 0) === (label === "positive");
+      const span = h("span", { class: `token ${towardsPositive ? "pos" : "neg"}`, title: explanation.weights[i].toFixed(4), text: token });
       span.style.setProperty("--w", Math.abs(w).toFixed(3));
       return [span, " "];
     }));
