@@ -188,12 +188,12 @@ class _Endpoints:
         return self._execute(Call("POST", "/v1/fraud/score", _reads(FraudResult), json=body))
 
     def deterioration(self, stays: dict | Sequence[dict], threshold: float | None = None,
-                      model: str | None = None) -> DeteriorationResult:
+                      model: str | None = None, explain: bool = False) -> DeteriorationResult:
         """POST /v1/clinical/deterioration: in-hospital mortality risk per ICU stay ({"measurements": [{"minute",
         "parameter", "value"}], "age", "gender", "height", "icu_type"}), from what each stay has so far. A research
-        demonstration, not a medical device."""
+        demonstration, not a medical device. explain=True: a weight per measured parameter and static field."""
         rows = [stays] if isinstance(stays, dict) else list(stays)
-        body = _drop_none(stays=rows, threshold=threshold, model=model)
+        body = _drop_none(stays=rows, threshold=threshold, model=model, explain=explain or None)
         return self._execute(Call("POST", "/v1/clinical/deterioration", _reads(DeteriorationResult), json=body))
 
     def translate(self, texts: str | Sequence[str], source: str = "en", target: str = "de",

@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command, handler in ((fraud, _fraud), (deterioration, _deterioration)):
         command.add_argument("--threshold", type=float, help="flag at this probability instead of the model's (0-1)")
         command.add_argument("--model", help="model name or name:version")
+        command.add_argument("--explain", action="store_true", help="show what weighed most (at most 8 rows)")
         command.set_defaults(handler=handler)
 
     translate = commands.add_parser("translate", parents=[shared], help="translate texts")
@@ -210,10 +211,7 @@ def _sentiment(ns, args: argparse.Namespace) -> int:
         table = _table(f"{result.model} v{result.version}", "text", "label", "score",
                        *(["words that weighed most"] if args.explain else []))
         for text, row in zip(args.texts, result.results):
-            why = []
-            if row.explanation:
-                ranked = sorted(zip(row.explanation.tokens, row.explanation.weights), key=lambda pair: -abs(pair[1]))
-                why = [", ".join(f"{word} {weight:+.3f}" for word, weight in ranked[:3])]
+            why = [_weighed_most(zip(row.explanation.tokens, row.explanation.weights))] if row.explanation else []
             _row(table, text, row.label, _score(row.score), *why)
         return table
 
@@ -236,30 +234,44 @@ def _read_rows(path: str, key: str) -> list[dict]:
     return [{name: float(value) for name, value in row.items() if name not in ("Class", "")} for row in rows]
 
 
+def _weighed_most(pairs, count: int = 3) -> str:
+    """'name +0.123, ...': the `count` (name, weight) pairs of largest |weight|."""
+    ranked = sorted(pairs, key=lambda pair: -abs(pair[1]))
+    return ", ".join(f"{name} {weight:+.3f}" for name, weight in ranked[:count])
+
+
+def _why(args: argparse.Namespace, row) -> list[str]:
+    """With --explain: the cell of the features that weighed most."""
+    return [_weighed_most(row.explanation.features)] if args.explain and row.explanation else []
+
+
 def _fraud(ns, args: argparse.Namespace) -> int:
     def render(result):
-        table = _table(f"{result.model} v{result.version}", "#", "fraud", "probability", "threshold")
+        table = _table(f"{result.model} v{result.version}", "#", "fraud", "probability", "threshold",
+                       *(["weighed most"] if args.explain else []))
         for index, row in enumerate(result.results):
-            _row(table, str(index), "yes" if row.fraud else "no", _score(row.probability), _score(row.threshold))
+            _row(table, str(index), "yes" if row.fraud else "no", _score(row.probability), _score(row.threshold),
+                 *_why(args, row))
         return table
 
     rows = _read_rows(args.file, "transactions")
-    return _show(args, ns.score_fraud(rows, threshold=args.threshold, model=args.model), render)
+    return _show(args, ns.score_fraud(rows, threshold=args.threshold, model=args.model, explain=args.explain), render)
 
 
 def _deterioration(ns, args: argparse.Namespace) -> int:
     def render(result):
         table = _table(f"{result.model} v{result.version} (not a medical device)", "#", "risk", "high risk",
-                       "hours observed", "ignored")
+                       "hours observed", "ignored", *(["weighed most"] if args.explain else []))
         for index, row in enumerate(result.results):
             ignored = ", ".join(f"{i.parameter} {i.value:g} at minute {i.minute}" for i in row.ignored[:3])
             more = f" (+{len(row.ignored) - 3})" if len(row.ignored) > 3 else ""
             _row(table, str(index), _score(row.risk), "yes" if row.high_risk else "no", str(row.hours_observed),
-                 ignored + more)
+                 ignored + more, *_why(args, row))
         return table
 
     rows = _read_rows(args.file, "stays")
-    return _show(args, ns.deterioration(rows, threshold=args.threshold, model=args.model), render)
+    return _show(args, ns.deterioration(rows, threshold=args.threshold, model=args.model, explain=args.explain),
+                 render)
 
 
 def _translate(ns, args: argparse.Namespace) -> int:

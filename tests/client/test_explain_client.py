@@ -46,3 +46,23 @@ def test_cli_explain(server, capsys, png_file, tmp_path, monkeypatch):
     assert code == 0 and len(written) == 1 and Image.open(written[0]).format == "PNG"
     code = cli.main(["predict", "tumor", str(png_file), "--explain-to", str(tmp_path / "t"), "--json", "--url", server.url])
     assert code == 0 and "explanation" in json.loads(capsys.readouterr().out)["results"][0]
+
+
+def test_sdk_and_cli_explain_fraud_and_deterioration(api, server, capsys, tmp_path, monkeypatch):
+    from tests.onnx_models import FRAUD_FEATURES
+
+    row = {name: 0.0 for name in FRAUD_FEATURES}
+    row["Amount"] = 250.0
+    fraud = api("score_fraud", row, explain=True).results[0].explanation
+    assert fraud.features[0][0] == "Amount" and len(fraud.features) == 30
+    stay = {"measurements": [{"minute": 5, "parameter": "HR", "value": 80.0}], "age": 60.0, "icu_type": 1}
+    icu = api("deterioration", stay, explain=True).results[0].explanation
+    assert icu.features[0][0] == "HR" and {name for name, _ in icu.features} == {"HR", "age", "gender", "height",
+                                                                                   "icu_type"}
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / "tx.json").write_text(json.dumps([row]))
+    assert cli.main(["fraud", str(tmp_path / "tx.json"), "--explain", "--url", server.url]) == 0
+    assert "Amount +" in capsys.readouterr().out
+    (tmp_path / "stay.json").write_text(json.dumps(stay))
+    assert cli.main(["deterioration", str(tmp_path / "stay.json"), "--explain", "--url", server.url]) == 0
+    assert "HR +" in capsys.readouterr().out
