@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +123,8 @@ def test_cached_lm_graph_matches_torch_and_left_padding_is_neutral(tmp_path):
 @pytest.mark.parametrize("task,name", [("translation", "translate-en-de"), ("chat", "chat-dailydialog")])
 def test_tiny_train_and_export_make_a_servable_model(gen_data, tmp_path, task, name):
     ck, out = tmp_path / "ck", tmp_path / "models"
-    assert train_cli(["train", task, "--data-dir", str(gen_data), "--checkpoint-dir", str(ck), "--epochs", "2",
-                      "--quiet", *TINY]) == 0
+    train = ["train", task, "--data-dir", str(gen_data), "--checkpoint-dir", str(ck), "--epochs", "2", "--quiet", *TINY]
+    assert train_cli(train) == 0
     history = json.loads((ck / task / "history.json").read_text())
     assert len(history) == 2 and history[-1]["train_loss"] < history[0]["train_loss"] + 1.0
     assert (ck / task / "best.pt").exists() and (ck / task / "tokenizer.json").exists()
@@ -131,6 +132,9 @@ def test_tiny_train_and_export_make_a_servable_model(gen_data, tmp_path, task, n
     folder = out / name
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["task"] == task and manifest["metrics"]["parity"]["tokens_equal"]
+    # provenance: the command that ran, not one rebuilt from the config; no sweep for a run outside the sweep
+    assert manifest["provenance"]["training_command"] == shlex.join(["neuroserve-train", *train])
+    assert "sweep_command" not in manifest["provenance"] and "training_command_note" not in manifest["provenance"]
     for graph in manifest["graphs"].values():
         assert (folder / "1" / graph).stat().st_size > 0
     assert (folder / "tokenizer.json").exists() and (folder / "README.md").exists()

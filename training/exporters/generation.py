@@ -113,8 +113,10 @@ def recorded_training_command(ckpt: dict) -> dict[str, str]:
     cfg = ckpt["config"]
     sets = " ".join(f"--set {k}={cfg[k]}" for k in ("d_model", "heads", "encoder_layers", "decoder_layers", "ff",
                                                       "dropout", "lr") if k in cfg)
-    return {"training_command": f"neuroserve-train train {ckpt['task']} --seed {ckpt['seed']} {sets}",
-            "training_command_note": "not recorded by this checkpoint: rebuilt from its config and seed"}
+    device = " --device cuda" if str(ckpt.get("device", "")).startswith("cuda") else ""
+    return {"training_command": f"neuroserve-train train {ckpt['task']}{device} --seed {ckpt['seed']} {sets}",
+            "training_command_note": "not recorded by this checkpoint: rebuilt from its config, seed and device (its "
+                                     "time budget is not known)"}
 
 
 def _provenance(ckpt: dict, command: str, extra: dict[str, Any]) -> dict[str, Any]:
