@@ -48,7 +48,7 @@ export function sentimentPanel({ models, examples, explain }) {
       fill(frame.output, h("ul", { class: "results" }, answer.results.map((r, i) => h("li", { class: "result" },
         h("p", { class: "quoted", text: body.texts[i] }),
         h("div", { class: "verdict" }, h("span", { class: `chip-label ${r.label}`, text: r.label }),
-          h("ol", { class: "bars compact" }, bar("positive", r.score))),
+          h("ol", { class: "bars compact" }, bar("P(positive)", r.score))),
         highlights(r.explanation, r.label), oodNote(r.ood)))),
       h("p", { class: "served-by", text: `${answer.model} v${answer.version}` }));
     });
