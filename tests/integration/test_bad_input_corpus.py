@@ -44,6 +44,8 @@ def corpus():
     add = lambda **kw: {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},  # noqa: E731
                                    {"name": "b", "shape": [1, 4], "datatype": "FP32", "data": [1, 1, 1, 1]}], **kw}
     tx = {"Time": 406.0, **{f"V{i}": 0.5 for i in range(1, 29)}, "Amount": 12.5}
+    stay = lambda rows: {"measurements": [{"minute": m, "parameter": p, "value": v} for m, p, v in rows],  # noqa: E731
+                         "age": 60.0, "gender": 1, "height": None, "icu_type": 3}
     cases = {
         # images
         "truncated png": ("/v1/images/classify", {"json": {"images": [b64(good_png[: len(good_png) // 2])]}}),
@@ -79,6 +81,20 @@ def corpus():
         "fraud: Amount as text": ("/v1/fraud/score", {"json": {"transactions": [{**tx, "Amount": "12.50"}]}}),
         "fraud: transactions an object": ("/v1/fraud/score", {"json": {"transactions": tx}}),
         "fraud: unknown parameter": ("/v1/fraud/score", {"json": {"transactions": [tx], "explain_all": True}}),
+        # ICU deterioration
+        "icu: unknown parameter": ("/v1/clinical/deterioration", {"json": {"stays": [stay([(0, "Heart rate", 80.0)])]}}),
+        "icu: minute 2881": ("/v1/clinical/deterioration", {"json": {"stays": [stay([(2881, "HR", 80.0)])]}}),
+        "icu: negative minute": ("/v1/clinical/deterioration", {"json": {"stays": [stay([(-60, "HR", 80.0)])]}}),
+        "icu: NaN value": ("/v1/clinical/deterioration", {"content": json.dumps({"stays": [stay([(0, "HR", 80.5)])]}).replace(
+            "80.5", "NaN").encode(), "headers": {"Content-Type": "application/json"}}),
+        "icu: 10,001 measurements": ("/v1/clinical/deterioration", {"json": {"stays": [stay([(0, "HR", 80.0)] * 10_001)]}}),
+        "icu: 65 stays": ("/v1/clinical/deterioration", {"json": {"stays": [stay([])] * 65}}),
+        "icu: missing age": ("/v1/clinical/deterioration", {"json": {"stays": [{"measurements": [], "icu_type": 1}]}}),
+        "icu: missing icu_type": ("/v1/clinical/deterioration", {"json": {"stays": [{"measurements": [], "age": 60}]}}),
+        "icu: icu_type 9": ("/v1/clinical/deterioration", {"json": {"stays": [{**stay([]), "icu_type": 9}]}}),
+        "icu: value as text": ("/v1/clinical/deterioration", {"json": {"stays": [stay([(0, "HR", "eighty")])]}}),
+        "icu: threshold -1": ("/v1/clinical/deterioration", {"json": {"stays": [stay([])], "threshold": -1}}),
+        "icu: stays not a list": ("/v1/clinical/deterioration", {"json": {"stays": stay([])}}),
         # Open Inference Protocol
         "oip wrong dtype": ("/v2/models/add-sub/infer", {"json": {"inputs": [{"name": "a", "shape": [1, 4], "datatype": "INT8", "data": [1, 2, 3, 4]}]}}),
         "oip wrong shape": ("/v2/models/add-sub/infer", {"json": add(inputs=[{"name": "a", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]}])}),
