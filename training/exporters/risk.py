@@ -76,16 +76,8 @@ def plot_pr(y: np.ndarray, curves: Mapping[str, np.ndarray], path: Path, title: 
                 label=f"{label} (AUPRC {average_precision(y, p):.3f})")
     if point is not None:
         ax.plot([point[0]], [point[1]], "ro", label="served threshold")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
     ax.set_ylim(0, 1.02)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title, "recall", "precision", "lower left")
 
 
 def plot_reliability(y: np.ndarray, p: np.ndarray, path: Path, title: str, bins: int = 10) -> Path:
@@ -107,11 +99,16 @@ def plot_reliability(y: np.ndarray, p: np.ndarray, path: Path, title: str, bins:
     top = max(max(mean_p), max(hi for _, hi in cis)) * 1.05
     ax.set_xlim(0, min(1, top))
     ax.set_ylim(0, min(1, top))
-    ax.set_xlabel("mean predicted risk (decile of validation stays)")
-    ax.set_ylabel("observed rate (95% Wilson CI)")
+    return _finish(plt, fig, ax, path, title, "mean predicted risk (decile of validation stays)",
+                   "observed rate (95% Wilson CI)", "upper left")
+
+
+def _finish(plt, fig, ax, path: Path, title: str, xlabel: str, ylabel: str, legend: str) -> Path:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc=legend)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -25,6 +25,7 @@ from training.data import vitals as data
 from training.exporters.risk import fmt, plot_reliability, score_report
 from training.metrics import auroc, threshold_for_sensitivity
 from training.nets.grud import DecayGRU
+from training.onnx_export import run_onnx
 from training.recipes.risk import BinaryRiskRecipe, RiskConfig, Rows, run_footer
 
 MIN_SENSITIVITY = 0.8
@@ -142,9 +143,7 @@ class DeteriorationRecipe(BinaryRiskRecipe):
         return t, f"the highest threshold with validation sensitivity >= {MIN_SENSITIVITY}"
 
     def extra_card(self, net, onnx_path, val, info, model_dir, skip_plots, scores, threshold):
-        from training.seqtools import run_onnx
-
-        _, val_r = self.records(argparse.Namespace(data_dir=None)) if not hasattr(self, "_records") else self._records
+        _, val_r = self._records  # read by load() in this export
         table = [Variable.from_dict(v) for v in info["variables"]]
         by_hours = []
         for h in HOURS_SHOWN:

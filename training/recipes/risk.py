@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +20,13 @@ from torch import nn
 
 from training import cards
 from training.exporters import risk as card_tools
-from training.loop import epoch_generator, git_commit, hardware, load_checkpoint, seed_everything, setup_torch
+from training.config import config_from_args
+from training.loop import epoch_generator, load_checkpoint, one_cycle, run_fit, seed_everything, setup_torch
 from training.metrics import auroc, average_precision
 from training.nets.sequence import count_parameters
+from training.onnx_export import export_graph, parity_cases, run_onnx
+from training.provenance import command_line, git_commit, hardware, training_command
 from training.recipes.base import Recipe
-from training.seqtools import config_from_args, export_command, export_graph, one_cycle, parity_cases, run_fit
 
 
 @dataclass
@@ -152,7 +152,7 @@ class BinaryRiskRecipe(Recipe):
             return {"val_loss": float(loss), "val_auroc": auroc(val.y, p), "val_auprc": average_precision(val.y, p)}
 
         meta = {"task": self.task, "config": asdict(cfg), "seed": args.seed, "info": info,
-                "command": shlex.join(["neuroserve-train", *sys.argv[1:]]), "hardware": hardware(),
+                "command": command_line(getattr(args, "argv", None)), "hardware": hardware(),
                 "n_train": len(train), "n_val": len(val), "params": count_parameters(net), "limit": args.limit}
         run_fit(net, opt, sched, epochs=cfg.epochs, run_dir=self.run_dir(args), resume=args.resume,
                 train_epoch=train_epoch, evaluate=evaluate, meta=meta)
@@ -193,8 +193,6 @@ class BinaryRiskRecipe(Recipe):
         parity = parity_cases(net, onnx_path, [self.parity_feeds(val, b, rng) for b in (1, 3, 64, 257)], atol=1e-5)
         print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e3:.1f} KB); parity {parity['max_abs_diff']:.2e}")
 
-        from training.seqtools import run_onnx
-
         p = run_onnx(onnx_path, val.inputs).astype(np.float64)
         res = card_tools.score_report(val.y, p)
         threshold, rule = self.choose_threshold(val.y, p)
@@ -212,9 +210,8 @@ class BinaryRiskRecipe(Recipe):
             print(key, {k: v for k, v in b.items() if k != "note"})
 
         history = ckpt["history"]
-        train_cmd = meta["command"].replace(" --resume", "")
         provenance = {
-            "training_command": train_cmd, "export_command": export_command(train_cmd, self.task),
+            "training_command": training_command(meta), "export_command": command_line(getattr(args, "argv", None)),
             "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
             "hardware": meta["hardware"], "git_commit": git_commit(), "params": meta["params"],
             "onnx_bytes": onnx_path.stat().st_size, "train_rows": meta["n_train"], "validation_rows": len(val),
