@@ -71,8 +71,8 @@ export function deteriorationPanel({ models, examples }) {
   frame.form.before(h("p", { class: "warning", role: "note",
     text: "NOT a medical device: a research demonstration trained on one public ICU data set (PhysioNet 2012). Never use it for a patient." }));
   const input = h("textarea", { rows: 6, spellcheck: "false", placeholder: '{"stays": [{"measurements": [{"minute": 5, "parameter": "HR", "value": 96}], "age": 70, "icu_type": 2}]}' });
-  // no explain option here: /v1/clinical/deterioration does not take one (yet)
-  const form = riskForm(frame, { input, inputLabel: "Stays (JSON request body)", exampleName: "icu_stay.json", examples });
+  const form = riskForm(frame, { input, inputLabel: "Stays (JSON request body)", exampleName: "icu_stay.json", examples,
+    explainText: "Explain: which measurements moved the risk (Shapley estimate)" });
   frame.form.addEventListener("submit", (event) => {
     event.preventDefault();
     frame.run(form.submit, async () => {

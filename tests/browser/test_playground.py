@@ -278,10 +278,12 @@ def test_deterioration_panel_scores_a_stay(page, screenshots, live_server):
     assert "NOT a medical device" in css(section, ".warning")[0].text
     click(page, css(section, 'button[data-example="icu_stay.json"]')[0])
     wait(page, lambda d: css(section, "textarea")[0].get_attribute("value"))
+    css(section, "input[type=checkbox]")[0].click()  # explain
     click(page, css(section, "button[type=submit]")[0])
     wait(page, lambda d: css(section, ".decision") or error_text(section), message="no answer")
     assert not error_text(section), error_text(section)
     assert "h observed" in css(section, ".decision")[0].text and css(section, ".meter")
+    assert css(section, ".diverging li")  # the measurements that moved the risk
     shoot(section, screenshots, "deterioration", page)
 
 
