@@ -51,6 +51,21 @@ def _compare(top: list[float], random: list[float]) -> tuple[float, float, float
     return float(top.mean()), float(random.mean()), float((top > random).mean())
 
 
+def _deletions(client, path: str, field: str, items: list, edit, change, encode=lambda item: item, **extra):
+    """Explain `items` (the request's `field`, MAX_EXPLAIN_ITEMS a request), ask again with each item's two edits
+    edit(item, answer) -> (top-ranked inputs deleted, as many random ones deleted), and compare how far each moved:
+    change(answer, result). Returns (mean move top, mean move random, share of items where top moved more)."""
+    top, random = [], []
+    for start in range(0, len(items), MAX_EXPLAIN_ITEMS):
+        part = items[start:start + MAX_EXPLAIN_ITEMS]
+        answers = _post(client, path, {field: [encode(i) for i in part], "explain": True, **extra})["results"]
+        edited = [version for item, answer in zip(part, answers) for version in edit(item, answer)]
+        again = _post(client, path, {field: [encode(i) for i in edited], **extra})["results"]
+        top += [change(answer, again[2 * i]) for i, answer in enumerate(answers)]
+        random += [change(answer, again[2 * i + 1]) for i, answer in enumerate(answers)]
+    return _compare(top, random)
+
+
 # --- images -----------------------------------------------------------------------------------------------------
 
 def _region_deleted(image: np.ndarray, regions, fill: np.ndarray, grid: int = 8) -> np.ndarray:
@@ -67,23 +82,18 @@ def _image_deletions(client, path: str, model: str, images: np.ndarray, score, r
     its answer's score."""
     fill = image_fill(read_manifest(MODELS / model).preprocessing, images.shape[-1])
     rng = np.random.default_rng(0)
-    top_drops, random_drops = [], []
-    for start in range(0, len(images), MAX_EXPLAIN_ITEMS):
-        part = images[start:start + MAX_EXPLAIN_ITEMS]
-        answers = _post(client, path, {"images": [png_b64(i) for i in part], "explain": True, "model": model})["results"]
-        deleted = []
-        for image, answer in zip(part, answers):
-            relevance = np.array(answer["explanation"]["relevance"])
-            assert relevance.shape == image.shape[:2]
-            by_region = relevance.reshape(8, relevance.shape[0] // 8, 8, -1).mean(axis=(1, 3)).ravel()
-            deleted.append(_region_deleted(image, np.argsort(-by_region, kind="stable")[:regions], fill))
-            deleted.append(_region_deleted(image, rng.choice(64, regions, replace=False), fill))
-        extra = {"top_k": 10} if path.endswith("classify") else {}
-        again = _post(client, path, {"images": [png_b64(i) for i in deleted], "model": model, **extra})["results"]
-        for i, answer in enumerate(answers):
-            top_drops.append(score(answer, answer) - score(again[2 * i], answer))
-            random_drops.append(score(answer, answer) - score(again[2 * i + 1], answer))
-    return _compare(top_drops, random_drops)
+
+    def edit(image: np.ndarray, answer: dict) -> list[np.ndarray]:
+        relevance = np.array(answer["explanation"]["relevance"])
+        assert relevance.shape == image.shape[:2]
+        by_region = relevance.reshape(8, relevance.shape[0] // 8, 8, -1).mean(axis=(1, 3)).ravel()
+        return [_region_deleted(image, np.argsort(-by_region, kind="stable")[:regions], fill),
+                _region_deleted(image, rng.choice(64, regions, replace=False), fill)]
+
+    extra = {"top_k": 10} if path.endswith("classify") else {}
+    return _deletions(client, path, "images", list(images), edit,
+                      lambda answer, result: score(answer, answer) - score(result, answer),
+                      encode=png_b64, model=model, **extra)
 
 
 def _label_probability(result: dict, answer: dict) -> float:
@@ -124,21 +134,14 @@ def test_sentiment_explanations_are_faithful(real):
     def probability(result: dict, answer: dict) -> float:
         return result["score"] if answer["label"] == "positive" else 1.0 - result["score"]
 
-    top_drops, random_drops = [], []
-    for start in range(0, len(chosen), MAX_EXPLAIN_ITEMS):
-        answers = _post(client, "/v1/text/sentiment", {"texts": chosen[start:start + MAX_EXPLAIN_ITEMS],
-                                                       "explain": True})["results"]
-        edited = []
-        for answer in answers:
-            words, weights = answer["explanation"]["tokens"], np.array(answer["explanation"]["weights"])
-            assert len(words) == len(weights)
-            for drop in (set(np.argsort(-weights, kind="stable")[:2]), set(rng.choice(len(words), 2, replace=False))):
-                edited.append(" ".join(word for j, word in enumerate(words) if j not in drop))
-        again = _post(client, "/v1/text/sentiment", {"texts": edited})["results"]
-        for i, answer in enumerate(answers):
-            top_drops.append(probability(answer, answer) - probability(again[2 * i], answer))
-            random_drops.append(probability(answer, answer) - probability(again[2 * i + 1], answer))
-    top, random, wins = _compare(top_drops, random_drops)
+    def edit(text: str, answer: dict) -> list[str]:
+        words, weights = answer["explanation"]["tokens"], np.array(answer["explanation"]["weights"])
+        assert len(words) == len(weights)
+        drops = (set(np.argsort(-weights, kind="stable")[:2]), set(rng.choice(len(words), 2, replace=False)))
+        return [" ".join(word for j, word in enumerate(words) if j not in drop) for drop in drops]
+
+    top, random, wins = _deletions(client, "/v1/text/sentiment", "texts", chosen, edit,
+                                   lambda answer, result: probability(answer, answer) - probability(result, answer))
     # measured: deleting the top 2 words 0.385, 2 random words 0.063, top larger for 31 of 32 texts
     assert top > random + 0.1 and wins >= 0.75, (top, random, wins)
 
@@ -169,6 +172,10 @@ def test_forecast_explanations_are_faithful(real, path, count):
 
 # --- tabular ----------------------------------------------------------------------------------------------------
 
+def _sign(flagged: bool) -> float:
+    return 1.0 if flagged else -1.0
+
+
 def test_fraud_explanations_are_faithful(real):
     client, root = real
     if not (MODELS / "fraud-mlp" / "manifest.json").exists():
@@ -177,25 +184,17 @@ def test_fraud_explanations_are_faithful(real):
     transactions, labels = fraud_validation(root)
     rng = np.random.default_rng(0)
     chosen = [transactions[i] for i in np.sort(rng.choice(len(transactions), 32, replace=False))]
-    top_moves, random_moves = [], []
-    for start in range(0, len(chosen), MAX_EXPLAIN_ITEMS):
-        part = chosen[start:start + MAX_EXPLAIN_ITEMS]
-        answers = _post(client, "/v1/fraud/score", {"transactions": part, "explain": True})["results"]
-        edited = []
-        for row, answer in zip(part, answers):
-            features = answer["explanation"]["features"]
-            assert sorted(f["name"] for f in features) == sorted(row)
-            # the top-ranked evidence for the answer given (as for images and text): the largest weights towards
-            # fraud when flagged, towards legitimate otherwise
-            sign = 1.0 if answer["fraud"] else -1.0
-            evidence = [f["name"] for f in sorted(features, key=lambda f: -sign * f["weight"])]
-            for drop in (evidence[:3], rng.choice(sorted(row), 3, replace=False)):
-                edited.append({**row, **{name: baseline[name] for name in drop}})
-        again = _post(client, "/v1/fraud/score", {"transactions": edited})["results"]
-        for i, answer in enumerate(answers):
-            top_moves.append(abs(answer["probability"] - again[2 * i]["probability"]))
-            random_moves.append(abs(answer["probability"] - again[2 * i + 1]["probability"]))
-    top, random, wins = _compare(top_moves, random_moves)
+    def edit(row: dict, answer: dict) -> list[dict]:
+        features = answer["explanation"]["features"]
+        assert sorted(f["name"] for f in features) == sorted(row)
+        # the top-ranked evidence for the answer given (as for images and text): the largest weights towards fraud
+        # when flagged, towards legitimate otherwise
+        evidence = [f["name"] for f in sorted(features, key=lambda f: -_sign(answer["fraud"]) * f["weight"])]
+        return [{**row, **{name: baseline[name] for name in drop}}
+                for drop in (evidence[:3], rng.choice(sorted(row), 3, replace=False))]
+
+    top, random, wins = _deletions(client, "/v1/fraud/score", "transactions", chosen, edit,
+                                   lambda answer, result: abs(answer["probability"] - result["probability"]))
     # measured: the top 3 columns 0.174, 3 random columns 0.022 (|change of P(fraud)|), top larger for 31 of 32
     assert top > 2 * random and wins >= 0.75, (top, random, wins)
 
@@ -206,27 +205,18 @@ def test_deterioration_explanations_are_faithful(real):
         pytest.skip("models/icu-grud is not in the repository (yet)")
     stays = [stay for stay, _ in vitals_validation(root, 16)]
     rng = np.random.default_rng(0)
-    top_moves, random_moves = [], []
-    for start in range(0, len(stays), MAX_EXPLAIN_ITEMS):
-        part = stays[start:start + MAX_EXPLAIN_ITEMS]
-        answers = _post(client, "/v1/clinical/deterioration", {"stays": part, "explain": True})["results"]
-        edited = []
-        for stay, answer in zip(part, answers):
-            # measured parameters only (a static field's "absent" value, an even mix of ICU types, cannot be sent);
-            # the top-ranked evidence for the answer given: towards high risk when flagged, towards low otherwise
-            sign = 1.0 if answer["high_risk"] else -1.0
-            measured = {m["parameter"] for m in stay["measurements"]}
-            evidence = [f["name"] for f in sorted(answer["explanation"]["features"], key=lambda f: -sign * f["weight"])
-                        if f["name"] in measured]
-            players = sorted(f["name"] for f in answer["explanation"]["features"] if f["name"] in measured)
-            k = min(3, len(players))
-            for drop in (set(evidence[:k]), set(rng.choice(players, k, replace=False))):
-                edited.append({**stay, "measurements": [m for m in stay["measurements"] if m["parameter"] not in drop]})
-        again = _post(client, "/v1/clinical/deterioration", {"stays": edited})["results"]
-        for i, answer in enumerate(answers):
-            top_moves.append(abs(answer["risk"] - again[2 * i]["risk"]))
-            random_moves.append(abs(answer["risk"] - again[2 * i + 1]["risk"]))
-    top, random, wins = _compare(top_moves, random_moves)
+    def edit(stay: dict, answer: dict) -> list[dict]:
+        # measured parameters only (a static field's "absent" value, an even mix of ICU types, cannot be sent); the
+        # top-ranked evidence for the answer given: towards high risk when flagged, towards low otherwise
+        measured = {m["parameter"] for m in stay["measurements"]}
+        ranked = sorted(answer["explanation"]["features"], key=lambda f: -_sign(answer["high_risk"]) * f["weight"])
+        evidence = [f["name"] for f in ranked if f["name"] in measured]
+        k = min(3, len(evidence))
+        return [{**stay, "measurements": [m for m in stay["measurements"] if m["parameter"] not in drop]}
+                for drop in (set(evidence[:k]), set(rng.choice(sorted(evidence), k, replace=False)))]
+
+    top, random, wins = _deletions(client, "/v1/clinical/deterioration", "stays", stays, edit,
+                                   lambda answer, result: abs(answer["risk"] - result["risk"]))
     # measured: the top 3 parameters 0.144, 3 random measured parameters 0.053 (|change of the risk|), 15 of 16
     assert top > 2 * random and wins >= 0.75, (top, random, wins)
 
