@@ -18,7 +18,9 @@ from service.errors import NotFound
 from service.responses import JSONBytes
 
 PAGE_DIR = Path(__file__).resolve().parent.parent / "playground"
-EXAMPLES_DIR = PAGE_DIR.parent.parent / "examples"  # a checkout's examples/ (absent from an installed wheel)
+# A checkout's examples/ (an installed wheel has none; its site-packages/examples, if any, belongs to someone else)
+CHECKOUT = PAGE_DIR.parent.parent
+EXAMPLES_DIR = CHECKOUT / "examples" if (CHECKOUT / "pyproject.toml").is_file() else CHECKOUT / "no-examples-outside-a-checkout"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
