@@ -1,6 +1,6 @@
 """The Open Inference Protocol's binary faces under load: gRPC against REST binary, Neuroserve and KServe, one run.
 
-    nice -n 15 .venv/bin/python -m bench.grpc_bench --seconds 10 --concurrency 32 --rounds 2
+    nice -n 10 .venv/bin/python -m bench.grpc_bench --seconds 5 --concurrency 32 --rounds 6
 
 One CIFAR image (uint8 [1,32,32,3], random pixels, seed 0) per request, `probabilities` back as raw bytes:
 - REST binary: POST /v2/models/<m>/infer with the binary tensor extension (Inference-Header-Content-Length);
@@ -12,8 +12,9 @@ Both transports are driven by the same kind of client so neither gets a cheaper 
 `--concurrency` workers each with one request in flight, requests serialized once up front (a minimal
 HTTP/1.1 keep-alive client, one connection per worker; for gRPC a grpc.aio channel per worker calling the
 method with the request's bytes, no protobuf work in the loop). Each answer is checked once before the load
-(the top label must equal onnxruntime's own on the same image). Transports and systems alternate across
-`--rounds` and the table reports each one's median round. Results: bench/results/grpc.json (git-ignored).
+(the top label must equal onnxruntime's own on the same image). Each system is started once and its two
+transports alternate for `--rounds` windows of `--seconds`; the table reports each one's median window and
+the median of the rounds' gRPC/REST pairs. Results: bench/results/grpc.json (git-ignored).
 """
 
 from __future__ import annotations
@@ -188,24 +189,25 @@ def main() -> None:
     del session
     machine = {"cpu": cpu_name(), "cores": os.cpu_count(), "load_start": os.getloadavg()[0]}
     rounds: dict[tuple[str, str], list[dict]] = {}
-    for round_index in range(args.rounds):
-        order = systems if round_index % 2 == 0 else systems[::-1]
-        for system in order:
-            server, http, grpc_port = start(system, args.models, args.classifier)
-            try:
-                requests = {"rest": (http, rest_request(args.classifier, pixels, http)),
-                            "grpc": (grpc_port, grpc_request(args.classifier, pixels))}
-                transports = ["rest", "grpc"] if round_index % 2 == 0 else ["grpc", "rest"]
-                for transport in transports:
+    # Each system is started once; its two transports then alternate, `rounds` windows each (REST first in even
+    # rounds, gRPC first in odd ones), so both see the same drifts of a shared machine's background load.
+    for system in systems:
+        server, http, grpc_port = start(system, args.models, args.classifier)
+        try:
+            requests = {"rest": (http, rest_request(args.classifier, pixels, http)),
+                        "grpc": (grpc_port, grpc_request(args.classifier, pixels))}
+            for transport, (port, request) in requests.items():
+                asyncio.run(check(transport, port, request, expected))
+                asyncio.run(load(transport, port, request, args.concurrency, 1.0))  # warm-up, discarded
+            for round_index in range(args.rounds):
+                for transport in (["rest", "grpc"] if round_index % 2 == 0 else ["grpc", "rest"]):
                     port, request = requests[transport]
-                    asyncio.run(check(transport, port, request, expected))
-                    asyncio.run(load(transport, port, request, args.concurrency, 1.0))  # warm-up, discarded
                     row = asyncio.run(load(transport, port, request, args.concurrency, args.seconds))
                     rounds.setdefault((system, transport), []).append(row)
                     print(f"round {round_index + 1} {system:10s} {transport:4s} {row['rps']:8.0f} req/s  "
                           f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  errors {row['errors']}", flush=True)
-            finally:
-                server.stop()
+        finally:
+            server.stop()
     machine["load_end"] = os.getloadavg()[0]
     table = []
     for (system, transport), rows in rounds.items():
@@ -219,6 +221,9 @@ def main() -> None:
               f"{', '.join(map(str, row['rps_rounds']))} |")
     by = {(r["system"], r["transport"]): r["rps"] for r in table}
     ratios = {}
+    for system in systems:  # the median of each round's gRPC/REST pair: the figure least moved by background load
+        pairs = [g["rps"] / r["rps"] for g, r in zip(rounds[(system, "grpc")], rounds[(system, "rest")]) if r["rps"]]
+        ratios[f"{system} grpc / rest, median of the rounds' pairs"] = sorted(pairs)[len(pairs) // 2]
     if ("neuroserve", "rest") in by and ("neuroserve", "grpc") in by:
         ratios["neuroserve grpc / rest"] = by[("neuroserve", "grpc")] / by[("neuroserve", "rest")]
     if ("kserve", "grpc") in by and ("neuroserve", "grpc") in by:
