@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="export (cifar10): leave the committed cifar10-int8 as it is (no re-quantisation; the "
                             "card lists it with its own card's accuracy), e.g. when a larger net's INT8 copy would "
                             "not fit models/'s size budget")
+        p.add_argument("--int8-from-served", action="store_true",
+                       help="export (cifar10): re-quantise cifar10-int8 from the committed cifar10-resnet graph "
+                            "(no checkpoint needed); then run `neuroserve-train ood cifar10-int8`")
         p.add_argument("--skip-card", action="store_true", help="export: ONNX + manifest only (no plots/card)")
         p.add_argument("--time-budget", type=float, help="train: seconds of training; epochs are planned to fit "
                                                         "(generation recipes)")

@@ -161,3 +161,13 @@ def test_cifar_export_keep_int8_leaves_the_committed_int8_alone(tiny_data, tmp_p
     assert card["variants"][KEPT_INT8]["file"] == "cifar10-int8/1/model.onnx"
     assert card["variants"][KEPT_INT8]["accuracy"] == json.loads(before["card.json"])["metrics"]["accuracy"]
     assert read_manifest(models / "cifar10-resnet").parameters["tta"] == "none"
+    # --int8-from-served: cifar10-int8 re-quantised from the committed fp16-stored graph, no checkpoint needed
+    assert main(["export", "cifar10", "--int8-from-served", "--out", str(models), "--data-dir", str(tiny_data)]) == 0
+    assert (int8 / "1" / "model.onnx").read_bytes() != before["1/model.onnx"]
+    manifest = read_manifest(models / "cifar10-int8")
+    assert manifest.parameters["tta"] == "none" and manifest.provenance["export_command"].endswith("--int8-from-served "
+                                                                                                    f"--out {models} --data-dir {tiny_data}")
+    fp32 = json.loads((models / "cifar10-resnet" / "card.json").read_text())["metrics"]["accuracy"]
+    int8_card = json.loads((int8 / "card.json").read_text())
+    assert abs(int8_card["metrics"]["accuracy"]["value"] - fp32["value"]) < 0.1
+    assert "--int8-from-served" in (int8 / "README.md").read_text()

@@ -1,11 +1,14 @@
 """Export the CIFAR-10 models: fp32 ONNX (+ INT8 for the full model), parity, metrics, latency, cards.
 
     neuroserve-train export cifar10 [--ensemble CKPT ...] [--tta 0|1|2] [--fp16-weights] [--keep-int8]
+    neuroserve-train export cifar10 --int8-from-served   # cifar10-int8 re-quantised from the committed cifar10-resnet
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -137,6 +140,8 @@ def nearest_centroid_baseline(train_x: np.ndarray, train_y: np.ndarray, val_x: n
 def main(args: argparse.Namespace) -> int:
     """``neuroserve-train export cifar10|cifar10-small``: the CLI's arguments -> ``export_cifar``."""
     recipe = get_recipe(args.task)
+    if getattr(args, "int8_from_served", False):
+        return requantize_served(models_dir(args), recipe.data_dir(args), seed=args.seed, command=command_line(args.argv))
     members = load_members(recipe, [recipe.checkpoint_path(args), *map(Path, args.ensemble or [])])
     return export_cifar(members, models_dir(args), recipe.data_dir(args), tta=args.tta, fp16_weights=args.fp16_weights,
                         keep_int8=args.keep_int8, seed=args.seed, note=args.note, skip_card=args.skip_card,
@@ -183,8 +188,6 @@ def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: P
 
     variants: dict[str, dict[str, Any]] = {name: {"path": onnx_path, "accuracy": acc}}
     if name == "cifar10-resnet" and keep_int8:  # the committed cifar10-int8 stays as it is (its own card's figures)
-        import json
-
         int8_card = models_root / "cifar10-int8" / "card.json"
         if int8_card.exists():
             variants[KEPT_INT8] = {"path": models_root / "cifar10-int8" / "1" / "model.onnx",
@@ -207,8 +210,6 @@ def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: P
         small = models_root / "cifar10-small" / "1" / "model.onnx"
         small_card = models_root / "cifar10-small" / "card.json"
         if small.exists() and small_card.exists():
-            import json
-
             variants["cifar10-small"] = {"path": small, "accuracy": json.loads(small_card.read_text())["metrics"]["accuracy"]}
     if fp16_weights:  # after the INT8 variant was quantised from the fp32-stored graph
         rewritten = store_weights_fp16(onnx_path)
@@ -310,12 +311,15 @@ def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: P
 
 
 def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dict[str, Any], cfg, parity,
-               tta_level: int) -> None:
+               tta_level: int, int8_command: str | None = None) -> None:
+    """cifar10-int8's manifest and card. int8_command: the command that quantised it, when not the fp32 export
+    itself (re-quantised from the served graph: the fp32 model's commands come first in its Recreate line)."""
     v = variants["cifar10-int8"]
     model_dir = models_root / "cifar10-int8"
+    export_command = (f"{fp32_provenance['export_command']}\n{int8_command}" if int8_command else
+                      fp32_provenance["export_command"] + "  # writes cifar10-resnet and cifar10-int8")
     provenance = {**fp32_provenance, "onnx_bytes": v["onnx_bytes"], "derived_from": "cifar10-resnet",
-                  "quantization": v["calibration"],
-                  "export_command": fp32_provenance["export_command"] + "  # writes cifar10-resnet and cifar10-int8"}
+                  "quantization": v["calibration"], "export_command": export_command}
     acc = v["accuracy"]
     description = "INT8 (static QDQ, onnxruntime.quantization) version of cifar10-resnet"
     cards.write_manifest(model_dir, {
@@ -344,12 +348,91 @@ cifar10-resnet) and softmax are inside the graph (left in float; only Conv/MatMu
   batch 64 {v['latency']['batch64_median_ms']} ms (fp32: {fp['latency']['batch1_median_ms']} /
   {fp['latency']['batch64_median_ms']} ms, measured in the same export run on the same machine).
 - ONNX size: {v['onnx_bytes'] / 1e6:.2f} MB (fp32 {fp['onnx_bytes'] / 1e6:.2f} MB).
-- Recreate: {' then '.join(f'`{c}`' for c in fp32_provenance['training_command'].splitlines())}
-  then `{fp32_provenance['export_command']}`.
+- Recreate: {' then '.join(f'`{c}`' for c in [*fp32_provenance['training_command'].splitlines(), *export_command.splitlines()])}.
 
 See `models/cifar10-resnet/README.md` for data, training, limitations and the full comparison.
 """
     cards.write_card(model_dir, card, readme)
+
+
+def served_float_graph(served: Path, out: Path, output: str = "probabilities") -> Path:
+    """The served cifar10-resnet graph as a plain fp32 inference graph, for quantisation: its fp16-stored weights
+    (``store_weights_fp16``: FLOAT16 initializer -> Cast) back as FLOAT initializers, and ``output`` alone (the
+    OOD features go; ``neuroserve-train ood cifar10-int8`` adds the INT8 graph's own)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(served))
+    graph = model.graph
+    halves = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in halves]
+    for cast in casts:
+        weight = numpy_helper.to_array(halves[cast.input[0]]).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(weight, cast.output[0]))
+        graph.node.remove(cast)
+    for tensor in [halves[c.input[0]] for c in casts]:
+        graph.initializer.remove(tensor)
+    kept = [o for o in graph.output if o.name == output]
+    del graph.output[:]
+    graph.output.extend(kept)
+    # drop what only fed the removed outputs (the OOD feature nodes)
+    needed, nodes = {output}, []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            nodes.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(nodes))
+    for tensor in [t for t in graph.initializer if t.name not in needed]:
+        graph.initializer.remove(tensor)
+    onnx.save(model, str(out))
+    return out
+
+
+def requantize_served(models_root: Path, data_dir: Path, *, seed: int = 0, command: str = "") -> int:
+    """cifar10-int8 re-quantised from the committed cifar10-resnet graph (no checkpoint needed): the same static
+    QDQ recipe as ``export_cifar`` (512 train-split calibration images drawn with ``seed``), measured on the same
+    validation split, with the fp32 model's provenance and this command on its card."""
+    fp32_dir = models_root / "cifar10-resnet"
+    manifest = json.loads((fp32_dir / "manifest.json").read_text())
+    served = fp32_dir / "1" / "model.onnx"
+    tta_level = next(level for level, (name, _) in TTA.items() if name == manifest["parameters"]["tta"])
+    config = json.loads((fp32_dir / "card.json").read_text())["config"]  # the split the fp32 card was measured on
+    train_split, val_split = data.load_splits(data_dir, config["val_size"], config["split_seed"],
+                                              file=config.get("data_file") or "train.npz")
+    if len(val_split.y) != manifest["provenance"]["validation_images"]:
+        raise SystemExit(f"validation split has {len(val_split.y)} images, cifar10-resnet was measured on "
+                         f"{manifest['provenance']['validation_images']}")
+    int8_path = models_root / "cifar10-int8" / "1" / "model.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = served_float_graph(served, Path(tmp) / "fp32.onnx")
+        rng = np.random.default_rng(seed)
+        calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
+        quantize_static_int8(float_path, int8_path, train_split.x[calib_index])
+        p32, p8 = ort_predict(float_path, val_split.x), ort_predict(int8_path, val_split.x)
+        bench_images = val_split.x[:64]
+        fp32_latency, int8_latency = benchmark(float_path, bench_images), benchmark(int8_path, bench_images)
+    acc32 = metrics.accuracy_with_ci(p32.argmax(1), val_split.y)
+    served_acc = manifest["metrics"]["val_accuracy"]
+    if abs(acc32["value"] - served_acc) > 1e-9:
+        raise SystemExit(f"the float copy of {served} scores {acc32['value']}, its card says {served_acc}")
+    acc8 = metrics.accuracy_with_ci(p8.argmax(1), val_split.y)
+    agree = float((p8.argmax(1) == p32.argmax(1)).mean())
+    print(f"cifar10-int8: validation accuracy {cards.fmt_prop(acc8)} (fp32 {cards.fmt_prop(acc32)}); "
+          f"top-1 agreement with fp32 {agree:.4f}")
+    variants = {
+        "cifar10-int8": {"path": int8_path, "accuracy": acc8, "agreement_with_fp32": agree, "latency": int8_latency,
+                         "onnx_bytes": file_size(int8_path),
+                         "calibration": {"images": 512, "from": "train split (never validation)", "seed": seed,
+                                         "method": "static QDQ, MinMax, per-channel int8 weights, uint8 activations, "
+                                                   "Conv/MatMul/Gemm",
+                                         "source_graph": "models/cifar10-resnet/1/model.onnx (fp16-stored weights "
+                                                         "read back as fp32; OOD output dropped)"}},
+        "cifar10-resnet": {"path": served, "accuracy": acc32, "latency": fp32_latency, "onnx_bytes": file_size(served)},
+    }
+    provenance = {**manifest["provenance"], "export_hardware": hardware(), "git_commit": git_commit()}
+    write_int8(models_root, variants, provenance, None, None, tta_level, int8_command=command)
+    return 0
 
 
 def ensemble_lines(m: dict[str, Any]) -> str:
