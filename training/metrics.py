@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from typing import Any, Callable
 
 import numpy as np
 
@@ -155,3 +157,49 @@ def threshold_for_precision(y: np.ndarray, score: np.ndarray, min_precision: flo
 
 def brier(y: np.ndarray, prob: np.ndarray) -> float:
     return float(np.mean((np.asarray(prob, dtype=np.float64) - np.asarray(y, dtype=np.float64)) ** 2))
+
+
+# -- binary risk models (fraud, deterioration): the card's figures with bootstrap CIs -------------------
+def n_boot() -> int:
+    """Bootstrap resamples for the card's CIs: 1,000; NEUROSERVE_BOOTSTRAP lowers it (tests)."""
+    return int(os.environ.get("NEUROSERVE_BOOTSTRAP", 1000))
+
+
+def _r95(y: np.ndarray, p: np.ndarray) -> float:
+    return recall_at_precision(y, p, 0.95)
+
+
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "auroc": auroc, "auprc": average_precision, "recall_at_95_precision": _r95, "brier": brier,
+}
+
+
+def score_report(y: np.ndarray, p: np.ndarray, metrics: tuple[str, ...] = tuple(METRICS)) -> dict:
+    """{metric: value, metric_ci95: [lo, hi]}: percentile bootstrap over rows, stratified by label (seed 0)."""
+    y = np.asarray(y)
+    out: dict[str, Any] = {"n": int(len(y)), "positives": int(np.sum(y)), "bootstrap_resamples": n_boot()}
+    for name in metrics:
+        fn = METRICS[name]
+        out[name] = fn(y, p)
+        out[f"{name}_ci95"] = bootstrap_ci(fn, y, p, n_boot=n_boot(), stratify=y)
+    return out
+
+
+def compare(y: np.ndarray, model: np.ndarray, baseline: np.ndarray, metric: str = "auprc") -> dict:
+    """Paired bootstrap of model - baseline on the same resampled rows."""
+    fn = METRICS[metric]
+    diff = fn(y, model) - fn(y, baseline)
+    ci = bootstrap_ci(lambda a, b, c: fn(a, b) - fn(a, c), np.asarray(y), model, baseline, n_boot=n_boot(),
+                      stratify=np.asarray(y))
+    return {f"{metric}_diff": float(diff), f"{metric}_diff_ci95": ci}
+
+
+def operating_point(y: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    report = binary_report(y, p, threshold)
+    return {"threshold": float(threshold), "sensitivity": report["sensitivity"], "specificity": report["specificity"],
+            "ppv": report["ppv"], "confusion": report["confusion"]}
+
+
+def calibration_summary(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict:
+    return {"brier": brier(y, p), "ece_10_bins": expected_calibration_error(y, p, bins),
+            "mean_predicted": float(np.mean(p)), "observed_rate": float(np.mean(y))}

@@ -564,8 +564,6 @@ def risk_data(manifest, data_dir: Path, rng, args, recipe_name: str) -> OodData:
     """Fraud and ICU rows (training/recipes/risk.py): class means per label on 70% of train; the shifted pairs are the
     validation rows with each input column shuffled across rows (every value real, their combination not), and
     scaled x3."""
-    from training.recipes import get_recipe
-
     train, val, _ = get_recipe(recipe_name).load(argparse.Namespace(data_dir=str(data_dir), seed=args.seed))
     order = rng.permutation(len(train))
     n_fit = min(args.fit, int(len(train) * 0.7))

@@ -22,6 +22,8 @@ EXPORTERS: dict[str, str] = {
     "prices": "training.exporters.prices:main",
     "translation": "training.exporters.generation:main",
     "chat": "training.exporters.generation:main",
+    "fraud": "training.exporters.fraud:main",
+    "deterioration": "training.exporters.deterioration:main",
 }
 
 
