@@ -7,6 +7,7 @@ BYTES tensors in binary form are a 4-byte little-endian length before each eleme
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from dataclasses import dataclass, field
@@ -159,12 +160,32 @@ def _binary_array(blob: memoryview, datatype: str, shape: list[int], where: str)
     return array
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _loads_stdlib(body: bytes | memoryview) -> Any:
+    """The standard library's parser held to orjson's rules: NaN/Infinity refused, and the result re-encoded with
+    orjson, which refuses what orjson would not have read (lone surrogates, integers beyond 64 bits)."""
+    try:
+        value = json.loads(bytes(body), parse_constant=_reject_constant)
+        orjson.dumps(value)
+    except (ValueError, RecursionError, orjson.JSONEncodeError) as exc:
+        raise _fail(f"request body is not valid JSON: {exc}") from None
+    return value
+
+
 def parse_json_object(body: bytes | memoryview) -> dict:
     """A request body that must be one JSON object; anything else is a 400 that says why."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise _fail(f"request body is not valid JSON: {exc}") from None
+        # orjson 3.12-3.13 answers "failed to allocate memory" for some valid documents (an array of ~1,600 small
+        # numbers after an indented line, as pretty-printed JSON has); the body is bounded by max_body_bytes, so the
+        # standard library reads those instead.
+        if "failed to allocate memory" not in str(exc):
+            raise _fail(f"request body is not valid JSON: {exc}") from None
+        value = _loads_stdlib(body)
     if not isinstance(value, dict):
         raise _fail("request body must be a JSON object")
     return value

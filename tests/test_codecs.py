@@ -126,3 +126,16 @@ def test_deep_json_nesting_is_a_clean_error():
     nested = _one_input(datatype="BYTES", shape=[1], data=[[[[[[[[[[["a"]]]]]]]]]]])
     with pytest.raises(BadRequest, match="nested deeper"):
         parse_infer_request(nested, None)
+
+
+def test_pretty_printed_json_with_a_long_array_parses():
+    """orjson 3.12-3.13 reports 'failed to allocate memory' for this valid document (a newline, then an array of
+    ~1,600 or more small numbers): the standard library reads it, held to orjson's rules."""
+    from service.codecs import parse_json_object
+
+    pretty = ('{\n  "inputs": [{"name": "x", "shape": [3072], "datatype": "UINT8",\n   "data": ['
+              + ",".join(["0"] * 3072) + "]}]}").encode()
+    assert parse_json_object(pretty)["inputs"][0]["data"] == [0] * 3072
+    for bad in (b"[NaN,", b'["\\ud800",', b"[123456789012345678901234567890,"):  # what orjson refuses stays refused
+        with pytest.raises(BadRequest, match="not valid JSON"):
+            parse_json_object(pretty.replace(b"[0,", bad, 1))
