@@ -307,3 +307,27 @@ def test_one_streams_requests_batch_together(server):
     with grpcclient.InferenceServerClient(server.grpc_url) as triton:
         stats = triton.get_inference_statistics("slow-add", headers=AUTH, as_json=True)["model_stats"][0]
     assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1
+
+
+def test_the_sdks_grpc_client_matches_the_rest_clients_contract(server):
+    from client.errors import AuthenticationError, BadRequestError, NeuroserveConnectionError, NotFoundError
+    from client.grpc_client import NeuroserveGrpcClient
+
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with NeuroserveGrpcClient(server.grpc_url, api_key=KEY) as ns:
+        assert ns.live() and ns.ready() and ns.model_ready("add-sub")
+        assert ns.model_metadata("add-sub")["inputs"][0] == {"name": "a", "datatype": "FP32", "shape": [-1, 4]}
+        out = ns.infer("add-sub", {"a": a, "b": np.ones_like(a)})
+        np.testing.assert_array_equal(out["sum"], a + 1)
+        assert set(ns.infer("add-sub", {"a": a, "b": a}, outputs=["diff"])) == {"diff"}
+        strings = ns.infer("identity-bytes", {"INPUT": np.array([["a", "\u00fc"]], dtype=object)})["OUTPUT"]
+        assert strings.tolist() == [[b"a", "\u00fc".encode()]]
+        with pytest.raises(BadRequestError, match="input 'a': datatype FP64, model expects FP32") as error:
+            ns.infer("add-sub", {"a": a.astype(np.float64), "b": a})
+        assert error.value.status == 400
+        with pytest.raises(NotFoundError, match="unknown model 'nope'"):
+            ns.infer("nope", {"a": a})
+    with NeuroserveGrpcClient(server.grpc_url) as anonymous, pytest.raises(AuthenticationError):
+        anonymous.infer("add-sub", {"a": a, "b": a})
+    with NeuroserveGrpcClient(f"127.0.0.1:{free_port()}", timeout=5) as nobody, pytest.raises(NeuroserveConnectionError):
+        nobody.live()
