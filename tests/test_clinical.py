@@ -101,6 +101,9 @@ def test_bounds_are_accepted_at_their_limits(client):
     ({"stays": [{k: v for k, v in stay().items() if k != "icu_type"}]}, "stays.0.icu_type"),
     ({"stays": [stay(icu_type=5)]}, "stays.0.icu_type"),
     ({"stays": [stay(gender=2)]}, "stays.0.gender"),
+    ({"stays": [stay(gender=False)]}, "stays.0.gender"),  # JSON booleans are not 0/1 (schemathesis)
+    ({"stays": [stay(icu_type=True)]}, "stays.0.icu_type"),
+    ({"stays": [stay()], "threshold": True}, "threshold"),
     ({"stays": [stay(age=-3.0)]}, "stays.0.age"),
     ({"stays": [stay(weight=80.0)]}, "stays.0.weight"),
     ({"stays": [{**stay(), "measurements": [{"minute": 0, "parameter": "HR", "value": 80.0, "unit": "bpm"}]}]},

@@ -56,6 +56,7 @@ def test_a_full_request_of_1024(client):
     ({"transactions": [tx(V3=None)]}, "transactions.0.V3"),
     ({"transactions": [tx()], "threshold": 1.5}, "threshold"),
     ({"transactions": [tx()], "threshold": -0.1}, "threshold"),
+    ({"transactions": [tx()], "threshold": False}, "threshold"),
     ({"transactions": [tx()], "explain_everything": True}, "explain_everything"),
     ({"transaction": [tx()]}, "transaction"),
 ])

@@ -51,16 +51,18 @@ class StayIn(BaseModel):
     measurements: list[Measurement] = Field(max_length=MAX_MEASUREMENTS,
                                             description=f"up to {MAX_MEASUREMENTS:,}, any order; the first 48 h are used")
     age: float = Field(ge=0, le=130, allow_inf_nan=False, strict=True, description="years")
-    gender: Literal[0, 1] | None = Field(default=None, description="0 female, 1 male, null unknown")
+    # strict ints, not Literal: a Literal would take false/true for 0/1 (schemathesis found it)
+    gender: int | None = Field(default=None, ge=0, le=1, strict=True, description="0 female, 1 male, null unknown")
     height: Finite | None = Field(default=None, description="cm; outside 100-250 counts as unknown (listed in ignored)")
-    icu_type: Literal[1, 2, 3, 4] = Field(description="1 coronary care, 2 cardiac surgery recovery, 3 medical, 4 surgical")
+    icu_type: int = Field(ge=1, le=4, strict=True,
+                          description="1 coronary care, 2 cardiac surgery recovery, 3 medical, 4 surgical")
 
 
 class DeteriorationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stays: list[StayIn] = Field(min_length=1, max_length=MAX_STAYS, description=f"1-{MAX_STAYS} ICU stays")
-    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, strict=True,
                                     description="high_risk when risk >= this; the model's own (its card) otherwise")
     model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
     explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)

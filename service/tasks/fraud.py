@@ -46,7 +46,7 @@ class FraudRequest(BaseModel):
 
     transactions: list[Transaction] = Field(min_length=1, max_length=MAX_TRANSACTIONS,  # type: ignore[valid-type]
                                             description=f"1-{MAX_TRANSACTIONS} transactions")
-    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False,
+    threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False, strict=True,
                                     description="flag when probability >= this; the model's own (its card) otherwise")
     model: str | None = Field(default=None, description="name or name:version; the task's default otherwise")
     explain: bool = Field(default=False, strict=True, description=EXPLAIN_DESCRIPTION)
