@@ -159,10 +159,11 @@ def int_option(options: dict, name: str, default: int, low: int, high: int) -> i
 
 
 def bool_option(options: dict, name: str, default: bool = False) -> bool:
-    """A JSON boolean, or in a multipart form the text true/false (1/0)."""
+    """A JSON boolean, or in a multipart form the text true or false (what the OpenAPI schema's boolean allows;
+    0/1 are refused like any other text)."""
     value = options.get(name, default)
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
-        value = value.strip().lower() in ("true", "1")
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
     if not isinstance(value, bool):
         raise Unprocessable(f"{name!r} must be a boolean (true or false)")
     return value

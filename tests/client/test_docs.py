@@ -31,6 +31,7 @@ def _needs_generation(text: str, repo_dir) -> None:
 def workdir(tmp_path, monkeypatch, server, rgb_array):
     for name in ("cat.png", "dog.png", "scan.png"):
         (tmp_path / name).write_bytes(png_bytes(rgb_array))
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # the doc's inputs, as a checkout has them
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NEUROSERVE_URL", server.url)
     monkeypatch.setenv("COLUMNS", "200")
