@@ -24,6 +24,7 @@ EXPORTERS: dict[str, str] = {
     "chat": "training.exporters.generation:main",
     "fraud": "training.exporters.fraud:main",
     "deterioration": "training.exporters.deterioration:main",
+    "detection": "training.exporters.detection:main",
 }
 
 

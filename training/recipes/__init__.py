@@ -25,6 +25,7 @@ REGISTRY: dict[str, str] = {
     "chat": "training.recipes.generation:ChatRecipe",
     "fraud": "training.recipes.fraud:FraudRecipe",
     "deterioration": "training.recipes.deterioration:DeteriorationRecipe",
+    "detection": "training.recipes.detection:DetectionRecipe",
 }
 
 
