@@ -253,6 +253,43 @@ def tiny_fraud(features: int = 30) -> onnx.ModelProto:
     )
 
 
+def tiny_detector(size: int = 32, cell: int = 4, half: float = 8.0) -> onnx.ModelProto:
+    """A detector with the real one's contract: ``images`` uint8 [N, size, size, 3] -> ``boxes`` [N, L, 4] and
+    ``scores`` [N, L, 2], L = (size / cell)^2. Class 0 scores a cell by its mean red, class 1 by its mean green
+    (pixels / 255), kept only at 3x3 peaks; each cell's box is its centre +- ``half`` px (adjacent cells overlap at
+    IoU 0.6, so NMS at 0.5 keeps one of two tied neighbours)."""
+    g = size // cell
+    centres = (np.arange(g, dtype=np.float32) + 0.5) * cell
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    boxes = np.stack([cx - half, cy - half, cx + half, cy + half], -1).reshape(1, g * g, 4).astype(np.float32)
+    consts = {"cell_boxes": boxes, "c255": np.array([255.0], np.float32), "rg_start": np.array([0], np.int64),
+              "rg_end": np.array([2], np.int64), "rg_axis": np.array([1], np.int64),
+              "flat": np.array([0, 2, g * g], np.int64), "box_tail": np.array([g * g, 4], np.int64)}
+    nodes = [
+        helper.make_node("Cast", ["images"], ["xf"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["xf", "c255"], ["x01"]),
+        helper.make_node("Transpose", ["x01"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("AveragePool", ["nchw"], ["pooled"], kernel_shape=[cell, cell], strides=[cell, cell]),
+        helper.make_node("Slice", ["pooled", "rg_start", "rg_end", "rg_axis"], ["heat"]),
+        helper.make_node("MaxPool", ["heat"], ["local_max"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node("Equal", ["heat", "local_max"], ["is_peak"]),
+        helper.make_node("Cast", ["is_peak"], ["peak_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["heat", "peak_f"], ["peaks"]),
+        helper.make_node("Reshape", ["peaks", "flat"], ["peaks_flat"]),
+        helper.make_node("Transpose", ["peaks_flat"], ["scores"], perm=[0, 2, 1]),
+        helper.make_node("Shape", ["images"], ["batch"], start=0, end=1),
+        helper.make_node("Concat", ["batch", "box_tail"], ["box_shape"], axis=0),
+        helper.make_node("Expand", ["cell_boxes", "box_shape"], ["boxes"]),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", size, size, 3])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", g * g, 4]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", g * g, 2])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+
+
 FRAUD_FEATURES = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
 ICU_VARIABLES = [{"name": "HR", "low": 20, "high": 300, "mean": 86.0, "std": 15.0},
                  {"name": "Temp", "low": 25, "high": 45, "mean": 37.0, "std": 1.0},
@@ -336,6 +373,9 @@ def build_repository(root: Path) -> Path:
                             "statics": ["age", "male", "female", "height", "height_known", "icu_ccu", "icu_csru",
                                         "icu_micu", "icu_sicu"]},
                 batching={"max_batch_size": 64, "max_queue_delay_ms": 0})
+    write_model(root, "tiny-detector", tiny_detector(), task="object-detection", labels=["red", "green"],
+                parameters={"score_threshold": 0.5, "iou_threshold": 0.5, "max_detections": 20, "max_side": 1024},
+                batching={"max_batch_size": 8, "max_queue_delay_ms": 0})
     from tests.generation_models import add_generation_models
 
     add_generation_models(root)  # tiny-translate, tiny-chat (when torch is installed)

@@ -12,7 +12,7 @@ import importlib
 
 from fastapi import APIRouter
 
-TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat", "fraud", "clinical"]
+TASK_MODULES: list[str] = ["vision", "text", "forecast", "translate", "chat", "fraud", "clinical", "detection"]
 
 
 def _modules():

@@ -12,6 +12,7 @@ import binascii
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -23,6 +24,8 @@ from service.errors import BadRequest, PayloadTooLarge, Unprocessable, Unsupport
 FORMATS = ("PNG", "JPEG", "WEBP")
 RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
             "lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
+
+T = TypeVar("T")
 
 # Our own limit is enforced per request; this only stops Pillow's warning path from being the guard.
 Image.MAX_IMAGE_PIXELS = None
@@ -102,14 +105,18 @@ async def read_image_request(request: Request, max_images: int, max_part_bytes: 
     raise UnsupportedMediaType(f"unsupported Content-Type {content_type!r}; use multipart/form-data or application/json")
 
 
-def decode_image(data: bytes, index: int, spec: ImageSpec, max_pixels: int) -> np.ndarray:
-    """Bytes -> uint8 HxWxC array the model expects (blocking: call off the event loop)."""
+def open_image(data: bytes, index: int, channels: int, max_pixels: int, max_side: int | None = None) -> Image.Image:
+    """Bytes -> a decoded grayscale (channels 1) or RGB picture at its own size, transparency flattened onto white.
+    The pixel count (and ``max_side``, the longer side, when given) is checked from the header, before decoding."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=FORMATS)
             if image.width * image.height > max_pixels:
                 raise PayloadTooLarge(f"image {index} is {image.width}x{image.height}; at most {max_pixels} pixels")
+            if max_side is not None and max(image.width, image.height) > max_side:
+                raise PayloadTooLarge(f"image {index} is {image.width}x{image.height}; this model takes at most "
+                                      f"{max_side} px on the longer side")
             image.load()
     except PayloadTooLarge:
         raise
@@ -123,7 +130,12 @@ def decode_image(data: bytes, index: int, spec: ImageSpec, max_pixels: int) -> n
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    image = image.convert("L" if spec.channels == 1 else "RGB")
+    return image.convert("L" if channels == 1 else "RGB")
+
+
+def decode_image(data: bytes, index: int, spec: ImageSpec, max_pixels: int) -> np.ndarray:
+    """Bytes -> uint8 HxWxC array the model expects (blocking: call off the event loop)."""
+    image = open_image(data, index, spec.channels, max_pixels)
     if spec.pad_to_square and image.width != image.height:
         side = max(image.size)
         square = Image.new(image.mode, (side, side), 0)
@@ -140,13 +152,18 @@ def decode_image(data: bytes, index: int, spec: ImageSpec, max_pixels: int) -> n
 INLINE_DECODE_BYTES = 32 * 1024
 
 
+async def decode_off_loop(images: list[bytes], work: Callable[[], T]) -> T:
+    """``work()`` (decoding ``images``) inline when the request is small, else in a worker thread."""
+    if sum(len(data) for data in images) <= INLINE_DECODE_BYTES:
+        return work()
+    return await asyncio.to_thread(work)
+
+
 async def decode_images(images: list[bytes], spec: ImageSpec, max_pixels: int) -> np.ndarray:
     def work() -> np.ndarray:
         return np.stack([decode_image(data, i, spec, max_pixels) for i, data in enumerate(images)])
 
-    if sum(len(data) for data in images) <= INLINE_DECODE_BYTES:
-        return work()
-    return await asyncio.to_thread(work)
+    return await decode_off_loop(images, work)
 
 
 def int_option(options: dict, name: str, default: int, low: int, high: int) -> int:
@@ -156,6 +173,19 @@ def int_option(options: dict, name: str, default: int, low: int, high: int) -> i
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise Unprocessable(f"{name!r} must be an integer from {low} to {high}")
     return value
+
+
+def float_option(options: dict, name: str, default: float, low: float, high: float) -> float:
+    """A JSON number (not a boolean), or in a multipart form its text; finite and within [low, high]."""
+    value = options.get(name, default)
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise Unprocessable(f"{name!r} must be a number from {low} to {high}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise Unprocessable(f"{name!r} must be a number from {low} to {high}")
+    return float(value)
 
 
 def bool_option(options: dict, name: str, default: bool = False) -> bool:

@@ -57,6 +57,19 @@ def corpus():
         "text/plain body": ("/v1/images/classify", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}),
         "deep json nesting": ("/v1/images/classify", {"content": b'{"images": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
                                                       "headers": {"Content-Type": "application/json"}}),
+        # object detection
+        "detect: 20000x20000 png": ("/v1/images/detect", {"json": {"images": [b64(huge_png())]}}),
+        "detect: 1100 px side": ("/v1/images/detect", {"json": {"images": [b64(_png(Image.new("RGB", (1100, 8))))]}}),
+        "detect: truncated png": ("/v1/images/detect", {"files": [("images", ("t.png", good_png[:40], "image/png"))]}),
+        "detect: score_threshold NaN": ("/v1/images/detect", {"content": json.dumps({"images": [b64(good_png)]}).encode()[:-1]
+                                        + b', "score_threshold": NaN}', "headers": {"Content-Type": "application/json"}}),
+        "detect: score_threshold as list": ("/v1/images/detect", {"json": {"images": [b64(good_png)], "score_threshold": [0.5]}}),
+        "detect: max_detections 10**9": ("/v1/images/detect", {"json": {"images": [b64(good_png)], "max_detections": 10**9}}),
+        "detect: max_detections -1 (form)": ("/v1/images/detect", {"files": [("images", ("a.png", good_png, "image/png"))],
+                                                                   "data": {"max_detections": "-1"}}),
+        "detect: score_threshold inf (form)": ("/v1/images/detect", {"files": [("images", ("a.png", good_png, "image/png"))],
+                                                                     "data": {"score_threshold": "inf"}}),
+        "detect: unknown option": ("/v1/images/detect", {"json": {"images": [b64(good_png)], "nms": 0.1}}),
         # text
         "empty text": ("/v1/text/sentiment", {"json": {"texts": [""]}}),
         "over-long text": ("/v1/text/sentiment", {"json": {"texts": ["word " * 5000]}}),
