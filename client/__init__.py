@@ -16,7 +16,8 @@ _EXPORTS = {
     "client.errors": ["AuthenticationError", "BadRequestError", "NeuroserveConnectionError", "NeuroserveError",
                       "NeuroserveTimeoutError", "NotFoundError", "PayloadTooLargeError", "ServerError",
                       "ServiceUnavailableError", "UnsupportedMediaTypeError"],
-    "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "DeteriorationResult", "Explanation",
+    "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "Detection", "DetectionResult",
+                       "DeteriorationResult", "Explanation", "ImageDetections",
                        "Forecast", "FraudResult", "FraudScore", "Health", "IgnoredMeasurement", "LabelScore", "StayRisk",
                        "ModelInfo", "ModelList", "Ood", "Sentiment", "SentimentResult", "Subtype", "TumorDetection",
                        "TumorResult", "Translation"],
@@ -45,7 +46,8 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError, NeuroserveError,
                                NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                                ServiceUnavailableError, UnsupportedMediaTypeError)
-    from client.results import (ChatCompletion, Classification, ClassifyResult, DeteriorationResult, Explanation,
+    from client.results import (ChatCompletion, Classification, ClassifyResult, Detection, DetectionResult,
+                                DeteriorationResult, Explanation, ImageDetections,
                                 Forecast, FraudResult, FraudScore, Health, IgnoredMeasurement, LabelScore, StayRisk,
                                 ModelInfo, ModelList, Ood, Sentiment, SentimentResult, Subtype, TumorDetection,
                                 TumorResult, Translation)

@@ -21,8 +21,8 @@ import numpy as np
 from client._version import __version__
 from client.errors import ServerError, error_for, transport_error
 from client.images import ImageInput, image_files
-from client.results import (ChatCompletion, ClassifyResult, DeteriorationResult, Forecast, FraudResult, Health,
-                            ModelList, SentimentResult, Translation, TumorResult)
+from client.results import (ChatCompletion, ClassifyResult, DetectionResult, DeteriorationResult, Forecast, FraudResult,
+                            Health, ModelList, SentimentResult, Translation, TumorResult)
 from client.retry import RetryPolicy, RetryState
 from client.tensors import HEADER_LENGTH, decode_response, encode_request
 
@@ -173,6 +173,15 @@ class _Endpoints:
         """POST /v1/tumor/detect: tumor probability (and subtype, when the model has one) per MRI slice."""
         return self._execute(Call("POST", "/v1/tumor/detect", _reads(TumorResult), files=image_files(images),
                                   data=_drop_none(model=model, explain=_explain_form(explain))))
+
+    def detect_objects(self, images: ImageInput | Iterable[ImageInput], score_threshold: float | None = None,
+                       max_detections: int | None = None, model: str | None = None) -> DetectionResult:
+        """POST /v1/images/detect: boxes (pixels of each picture as sent), labels and scores, best first.
+        score_threshold (0-1) overrides the model's own; max_detections (1-300) caps each picture's list."""
+        form = _drop_none(score_threshold=None if score_threshold is None else repr(float(score_threshold)),
+                          max_detections=None if max_detections is None else str(int(max_detections)), model=model)
+        return self._execute(Call("POST", "/v1/images/detect", _reads(DetectionResult), files=image_files(images),
+                                  data=form))
 
     def sentiment(self, texts: str | Sequence[str], model: str | None = None, explain: bool = False) -> SentimentResult:
         """POST /v1/text/sentiment: positive/negative and P(positive) per text (explain=True: a weight per word)."""

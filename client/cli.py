@@ -2,6 +2,7 @@
 
     neuroserve predict image examples/cat.png examples/ship.png --top-k 3
     neuroserve predict tumor examples/scan-tumor.png
+    neuroserve predict detect examples/road-signs.jpg --save boxes.png
     neuroserve sentiment "what a great film" --explain
     neuroserve fraud examples/transactions.json --threshold 0.5
     neuroserve deterioration examples/icu_stay.json
@@ -67,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     tumor.add_argument("images", nargs="+", help="PNG, JPEG or WebP files")
     tumor.add_argument("--model", help="model name or name:version")
     tumor.set_defaults(handler=_predict_tumor)
+    detect = predict.add_parser("detect", parents=[shared], help="detect road signs: boxes, labels, scores")
+    detect.add_argument("images", nargs="+", help="PNG, JPEG or WebP files (at most 1,024 px on the longer side)")
+    detect.add_argument("--score-threshold", type=float, help="keep boxes scoring at least this (0-1; the model's own "
+                                                              "by default)")
+    detect.add_argument("--max-detections", type=int, help="at most this many boxes per picture (1-300)")
+    detect.add_argument("--save", metavar="PNG", help="write the picture with its boxes drawn (needs Pillow); with "
+                                                      "several pictures, PNG is a folder for <n>-<name>.detect.png")
+    detect.add_argument("--model", help="model name or name:version")
+    detect.set_defaults(handler=_predict_detect)
     for command in (image, tumor):
         command.add_argument("--explain-to", metavar="DIR", help="explain each answer: write DIR/<image>.explain.png "
                                                                 "(the relevance over the image; at most 8 images)")
@@ -203,6 +213,59 @@ def _predict_tumor(ns, args: argparse.Namespace) -> int:
 
     result = ns.detect_tumor(args.images, model=args.model, explain=bool(args.explain_to))
     overlays = _write_overlays(args, result)
+    return _show(args, result, render)
+
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+
+
+def draw_detections(image_path: str, found, labels: list[str], out_path: str) -> None:
+    """The picture with each detection's box and "label score" drawn (Pillow), saved as PNG."""
+    from PIL import Image, ImageDraw
+
+    with Image.open(image_path) as source:
+        picture = source.convert("RGB")
+    draw = ImageDraw.Draw(picture)
+    width = max(2, round(max(picture.size) / 250))
+    for d in found:
+        colour = COLOURS[labels.index(d.label) % len(COLOURS)] if d.label in labels else COLOURS[0]
+        draw.rectangle(d.box, outline=colour, width=width)
+        text = f"{d.label} {d.score:.2f}"
+        x0, y0 = d.box[0], max(0, d.box[1] - 12)
+        draw.rectangle(draw.textbbox((x0, y0), text), fill=colour)
+        draw.text((x0, y0), text, fill="white")
+    picture.save(out_path, format="PNG")
+
+
+def _predict_detect(ns, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.save and importlib.util.find_spec("PIL") is None:
+        print("--save needs Pillow: pip install pillow", file=sys.stderr)
+        return 2
+    result = ns.detect_objects(args.images, score_threshold=args.score_threshold,
+                               max_detections=args.max_detections, model=args.model)
+    saved = [""] * len(args.images)
+    if args.save:
+        labels = sorted({d.label for r in result.results for d in r.detections})
+        if len(args.images) == 1:
+            saved = [args.save]
+        else:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            saved = [str(Path(args.save) / f"{i}-{Path(p).stem}.detect.png") for i, p in enumerate(args.images)]
+        for path, row, out in zip(args.images, result.results, saved):
+            draw_detections(path, row.detections, labels, out)
+
+    def render(result):
+        table = _table(f"{result.model} v{result.version}", "image", "label", "score", "box (x_min, y_min, x_max, y_max)")
+        for path, row, out in zip(args.images, result.results, saved):
+            name = path + (f" -> {out}" if out else "")
+            if not row.detections:
+                _row(table, name, "(none)", "", "")
+            for i, d in enumerate(row.detections):
+                _row(table, name if i == 0 else "", d.label, _score(d.score), ", ".join(f"{v:.1f}" for v in d.box))
+        return table
+
     return _show(args, result, render)
 
 

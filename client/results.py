@@ -109,6 +109,34 @@ class TumorResult:
 
 
 @dataclass
+class Detection:
+    label: str
+    score: float
+    box: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max in pixels of the picture as sent
+
+
+@dataclass
+class ImageDetections:
+    detections: list[Detection]  # highest score first
+    width: int
+    height: int
+
+
+@dataclass
+class DetectionResult:
+    model: str
+    version: str
+    results: list[ImageDetections]
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, body: dict) -> "DetectionResult":
+        results = [ImageDetections([Detection(d["label"], d["score"], tuple(d["box"])) for d in r["detections"]],
+                                   r.get("width", 0), r.get("height", 0)) for r in body["results"]]
+        return cls(body["model"], body["version"], results, body)
+
+
+@dataclass
 class Sentiment:
     label: str
     score: float  # probability that the text is positive
