@@ -1,8 +1,8 @@
-"""Check cifar10-resnet through the real HTTP API: start a server with only cifar10-resnet loaded, send the
+"""Check cifar10-resnet (or --model cifar10-int8) through the real HTTP API: start a server with only that model loaded, send the
 validation images of the card's split (the seeded 5,000 of train.npz) as base64 PNG to POST /v1/images/classify,
 64 per request, and compare the served labels with the card's accuracy and with onnxruntime on the same file.
 
-    .venv/bin/python scripts/cifar_http_check.py [--data-dir ../shared/data] [--models models] [--out result.json]
+    .venv/bin/python scripts/cifar_http_check.py [--model cifar10-int8] [--data-dir ../shared/data] [--models models] [--out result.json]
 """
 
 from __future__ import annotations
@@ -41,26 +41,28 @@ def main() -> int:
     ap.add_argument("--models", type=Path, default=REPO / "models")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--model", default=MODEL, help="cifar10-resnet or a variant measured on its split (cifar10-int8)")
     args = ap.parse_args()
-    card = json.loads((args.models / MODEL / "card.json").read_text())
-    cfg = card["config"]
+    card = json.loads((args.models / args.model / "card.json").read_text())
+    # a variant's card (cifar10-int8) has no training config: the split is cifar10-resnet's
+    cfg = card.get("config") or json.loads((args.models / MODEL / "card.json").read_text())["config"]
     _, val = data.load_splits(args.data_dir, cfg["val_size"], cfg["split_seed"], None)
     labels = list(data.LABELS)
-    sess = ort_session(args.models / MODEL / "1" / "model.onnx")
+    sess = ort_session(args.models / args.model / "1" / "model.onnx")
     p_ort = np.concatenate([sess.run(["probabilities"], {"images": val.x[i:i + 500]})[0] for i in range(0, len(val.x), 500)])
 
-    server = neuroserve(args.models, {"NEUROSERVE_LOAD_MODELS": MODEL})  # started and ready
+    server = neuroserve(args.models, {"NEUROSERVE_LOAD_MODELS": args.model})  # started and ready
     result: dict = {"port": server.port, "n": int(len(val.y))}
     pred, scores, unusual = [], [], []
     t0 = time.time()
     try:
         with httpx.Client(base_url=server.url, timeout=120) as client:
             for i in range(0, len(val.x), args.batch):
-                body = {"images": [png_b64(img) for img in val.x[i:i + args.batch]], "top_k": 1, "model": MODEL}
+                body = {"images": [png_b64(img) for img in val.x[i:i + args.batch]], "top_k": 1, "model": args.model}
                 r = client.post("/v1/images/classify", json=body)
                 r.raise_for_status()
                 out = r.json()
-                assert out["model"] == MODEL
+                assert out["model"] == args.model
                 for res in out["results"]:
                     pred.append(labels.index(res["label"]))
                     scores.append(res["score"])
