@@ -19,8 +19,8 @@ from service.explain import run_rows
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
-from service.tasks.images import (decode_off_loop, float_option, int_option, model_option, open_image,
-                                  read_image_request)
+from service.tasks.images import (decode_off_loop, float_option, image_request_body, int_option, model_option,
+                                  open_image, read_image_request)
 
 DETECT_TASK = "object-detection"
 MAX_DETECTIONS = 300  # the most a request may ask for (the model's default is in its manifest)
@@ -35,17 +35,8 @@ _FIELDS = {
                        "description": "at most this many per picture, best first (the model's default otherwise)"},
     "model": {"type": "string", "description": "name or name:version"},
 }
-_NOTE = "at most NEUROSERVE_MAX_IMAGES_PER_REQUEST pictures (64 by default); each at most 1,024 px on its longer side"
-DETECT_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
-        "images": {"type": "array", "minItems": 1, "description": _NOTE, "items": {"type": "string", "format": "binary"}},
-        **_FIELDS}}},
-    "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-        "images": {"type": "array", "minItems": 1, "description": _NOTE,
-                   "items": {"type": "string", "format": "byte", "minLength": 4,
-                             "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}},
-        **_FIELDS}}},
-}}}
+DETECT_BODY = image_request_body(_FIELDS, "at most NEUROSERVE_MAX_IMAGES_PER_REQUEST pictures (64 by default); "
+                                          "each at most 1,024 px on its longer side")
 ERRORS = error_responses(
     s400="Malformed body, bad base64, an undecodable image, or a model of another task",
     s413="Too many images, too many pixels, a picture over the model's longest side, or too large a body",

@@ -59,6 +59,20 @@ class ImageSpec:
         return cls(height, width, channels, resample, bool(preprocessing.get("pad_to_square", False)))
 
 
+def image_request_body(fields: dict, images_note: str) -> dict:
+    """The OpenAPI request body of an image route (``openapi_extra``): ``images`` as multipart files or base64 JSON
+    strings, plus the route's own option ``fields`` (JSON schemas), in both forms."""
+    def form(item: dict) -> dict:
+        return {"schema": {"type": "object", "required": ["images"], "properties": {
+            "images": {"type": "array", "minItems": 1, "description": images_note, "items": item}, **fields}}}
+
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": form({"type": "string", "format": "binary"}),
+        "application/json": form({"type": "string", "format": "byte", "minLength": 4,
+                                  "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}),
+    }}}
+
+
 def _b64(value: object, index: int) -> bytes:
     if not isinstance(value, str) or not value:
         raise BadRequest(f"images[{index}] must be a non-empty base64 string")

@@ -14,7 +14,8 @@ from service.ood import OodScore, attach_ood
 from service.repository import ModelVersion
 from service.responses import JSONBytes
 from service.security import require_api_key
-from service.tasks.images import ImageSpec, bool_option, decode_images, int_option, model_option, read_image_request
+from service.tasks.images import (ImageSpec, bool_option, decode_images, image_request_body, int_option, model_option,
+                                  read_image_request)
 
 CLASSIFY_TASK = "image-classification"
 TUMOR_TASK = "tumor-detection"
@@ -22,26 +23,9 @@ TUMOR_TASK = "tumor-detection"
 router = APIRouter(prefix="/v1", tags=["vision"], dependencies=[Depends(require_api_key)])
 
 MAX_IMAGES_NOTE = "at most NEUROSERVE_MAX_IMAGES_PER_REQUEST images (64 by default); more is a 413"
-IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {"type": "object", "required": ["images"], "properties": {
-                "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
-                           "items": {"type": "string", "format": "binary"}},
-                "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
-                "explain": {"type": "boolean", "description": EXPLAIN_DESCRIPTION},
-                "model": {"type": "string", "description": "name or name:version"}}}},
-            "application/json": {"schema": {"type": "object", "required": ["images"], "properties": {
-                "images": {"type": "array", "minItems": 1, "description": MAX_IMAGES_NOTE,
-                           "items": {"type": "string", "format": "byte", "minLength": 4,
-                                     "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}},
-                "top_k": {"type": "integer", "minimum": 1, "maximum": 10},
-                "explain": {"type": "boolean", "description": EXPLAIN_DESCRIPTION},
-                "model": {"type": "string", "description": "name or name:version"}}}},
-        },
-    }
-}
+IMAGE_BODY = image_request_body({"top_k": {"type": "integer", "minimum": 1, "maximum": 10},
+                                 "explain": {"type": "boolean", "description": EXPLAIN_DESCRIPTION},
+                                 "model": {"type": "string", "description": "name or name:version"}}, MAX_IMAGES_NOTE)
 ERRORS = error_responses(
     s400="Malformed body, bad base64, an undecodable image, or a model of another task",
     s413="Too many images, too many pixels or too large a body",
