@@ -15,9 +15,6 @@ import numpy as np
 import torch
 from torch import nn
 
-# the recipes of the fraud and ICU tasks still import these from here: remove once they import training.provenance
-from training.provenance import git_commit, hardware  # noqa: F401
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

@@ -30,7 +30,8 @@ class Recipe:
         raise NotImplementedError
 
     def export(self, args: argparse.Namespace) -> int:
-        """Only for a task whose exporter is not in ``training.exporters.EXPORTERS`` yet."""
+        """Reached only for a task with no exporter in ``training.exporters.EXPORTERS`` (the sentiment teacher says
+        why it has none)."""
         raise SystemExit(f"export is not implemented for {self.task}")
 
     # -- shared helpers ----------------------------------------------------------------
@@ -60,7 +61,7 @@ class Recipe:
         raise NotImplementedError
 
     def models_dir(self, args: argparse.Namespace) -> Path:
-        """Where the fraud/ICU recipes' own export writes (until they have exporters: training.paths.models_dir)."""
+        """--out, else models/ (training.paths.models_dir): what an exporter's main writes into."""
         return paths.models_dir(args)
 
     def report(self, args: argparse.Namespace, result: dict[str, Any]) -> int:
