@@ -68,11 +68,12 @@ def test_train_export_serve_contract(det_root, tmp_path, monkeypatch):
     assert set(card["metrics"]["per_class"]) == set(data.CLASSES) and card["baseline"]["epochs"] == 1
     readme = (folder / "README.md").read_text()
     assert "## Recreate" in readme and "mAP@0.5" in readme and "IoU > 0.5" in readme
-    for png in ("precision_recall.png", "validation_grid.png", "training_curves.png"):
+    for png in ("precision_recall.png", "validation_grid.jpg", "training_curves.png"):
         assert (folder / png).stat().st_size > 1000
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(folder / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.shape for o in sess.get_outputs()] == [["batch", 256, 4], ["batch", 256, 4]]  # the server checks them
     boxes, scores = sess.run(None, {"images": np.zeros((2, 64, 64, 3), np.uint8)})
     assert boxes.shape == (2, 256, 4) and scores.shape == (2, 256, 4)
     assert np.all((scores >= 0) & (scores <= 1)) and np.all(boxes[..., 2] >= boxes[..., 0])

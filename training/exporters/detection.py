@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnx
 import torch
 
 from service.detection import postprocess
@@ -28,11 +29,23 @@ from training.nets import count_parameters
 from training.onnx_export import (benchmark, export_onnx, ort_session, parity_cases, round_weights_to_fp16,
                                   store_weights_fp16)
 from training.provenance import command_line, git_commit, training_command
+from training.nets.detector import Detector
 from training.recipes.detection import DetectionConfig, DetectionRecipe, evaluate_pictures
 
 MAX_SIDE = 1024  # the longest side the server accepts (letterboxed down to the model's size)
 MAX_DETECTIONS = 100
-GRID_PICTURES = 12
+GRID_PICTURES = 8
+
+
+def fix_output_dims(path: Path, dims: dict[str, tuple[int, ...]]) -> None:
+    """The legacy exporter names every output axis after the batch as a symbol; write the fixed sizes (the server's
+    load-time check reads them: service/tasks/detection.py)."""
+    model = onnx.load(str(path))
+    for out in model.graph.output:
+        for axis, size in enumerate(dims.get(out.name, ()), start=1):
+            out.type.tensor_type.shape.dim[axis].dim_value = size
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def run_graph(path: Path, pics: Sequence[data.Picture], size: int, batch: int = 16):
@@ -107,7 +120,7 @@ def plot_grid(pics: Sequence[data.Picture], preds, classes: Sequence[str], path:
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, pil_kwargs={"quality": 70, "optimize": True})  # JPEG: photos (models/ is near 80 MB)
     plt.close(fig)
     return path
 
@@ -133,7 +146,7 @@ def latency(path: Path, pics: Sequence[data.Picture], cfg: DetectionConfig, thre
 
 def export_detection(graph, cfg: DetectionConfig, ckpt: dict[str, Any], models_root: Path, data_dir: Path, *,
                      command: str, baseline: tuple[Any, DetectionConfig, dict] | None = None,
-                     skip_card: bool = False) -> Path:
+                     skip_card: bool = False, note: str | None = None) -> Path:
     meta, history = ckpt["meta"], ckpt["history"]
     model_dir = models_root / cfg.model_name
     onnx_path = model_dir / "1" / "model.onnx"
@@ -142,9 +155,13 @@ def export_detection(graph, cfg: DetectionConfig, ckpt: dict[str, Any], models_r
     example = torch.from_numpy(np.stack([data.letterboxed(p, cfg.size)[0] for p in val[:2]]))
     export_onnx(graph, example, onnx_path, "images", ["boxes", "scores"], dynamo=False)
     store_weights_fp16(onnx_path)
+    g = cfg.size // Detector.stride
+    fix_output_dims(onnx_path, {"boxes": (g * g, 4), "scores": (g * g, len(data.CLASSES))})
     canv = np.stack([data.letterboxed(p, cfg.size)[0] for p in val[:16]])
-    # boxes are in pixels, sums of distances up to ~400 px: 1e-2 px (float32 accumulation), scores well inside it
-    parity = parity_cases(graph, onnx_path, [{"images": canv[:b]} for b in (1, 3, 16)], atol=1e-2, rtol=1e-4)
+    # Boxes are in pixels, distances up to ~400 px: ORT's fused convolutions differ from torch by up to ~0.03 px
+    # there. Scores: where two neighbouring cells nearly tie, the 3x3 peak test can pick the other one (seen: 5 cells
+    # of 3 x 6,400 x 4, scores <= 0.014). The validation figures below are computed on the ONNX graph itself.
+    parity = parity_cases(graph, onnx_path, [{"images": canv[:b]} for b in (1, 3, 16)], atol=0.05, rtol=1e-3)
     size_bytes = onnx_path.stat().st_size
     print(f"exported {onnx_path} ({size_bytes / 1e3:.1f} KB); parity {parity['max_abs_diff']:.2e}")
 
@@ -166,13 +183,12 @@ def export_detection(graph, cfg: DetectionConfig, ckpt: dict[str, Any], models_r
                 "training_command": training_command(bckpt["meta"]), "config": asdict(bcfg)}
         print("baseline", {k: base[k] for k in ("map50", "map")})
     lat = latency(onnx_path, val, cfg, op["threshold"])
-    g = cfg.size // 4
     provenance = {
         "training_command": training_command(meta), "export_command": command, "seed": meta["seed"],
         "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
         "hardware": meta["hardware"], "git_commit": git_commit(), "params": count_parameters(graph),
         "onnx_bytes": size_bytes, "train_pictures": meta["train_pictures"], "validation_pictures": len(val),
-        "framework": f"torch {torch.__version__}",
+        "framework": f"torch {torch.__version__}", "notes": note,
     }
     description = ("Road-sign detector (crosswalk, speed limit, stop, traffic light): a small anchor-free CNN "
                    "(TTFNet/CenterNet style) trained from scratch; decoding in the graph, per-class NMS in the server")
@@ -202,7 +218,7 @@ def export_detection(graph, cfg: DetectionConfig, ckpt: dict[str, Any], models_r
         pick = np.linspace(0, len(val) - 1, min(GRID_PICTURES, len(val))).astype(int)
         shown = detections([val[i] for i in pick], boxes[pick], scores[pick], [scales[i] for i in pick], cfg,
                            op["threshold"], MAX_DETECTIONS)
-        plot_grid([val[i] for i in pick], shown, data.CLASSES, model_dir / "validation_grid.png",
+        plot_grid([val[i] for i in pick], shown, data.CLASSES, model_dir / "validation_grid.jpg",
                   f"validation (every ~{len(val) // len(pick)}th picture): dashed white = true, coloured = "
                   f"predicted at score >= {op['threshold']}")
         card = {"name": cfg.model_name, "task": "object-detection", "description": description, "metrics": res,
@@ -221,7 +237,8 @@ def main(args: argparse.Namespace) -> int:
     wanted = recipe.config(args)
     baseline = recipe.load_checkpoint(Path(wanted.baseline_checkpoint)) if wanted.baseline_checkpoint else None
     export_detection(graph, cfg, ckpt, recipe.models_dir(args), recipe.data_dir(args),
-                     command=command_line(getattr(args, "argv", None)), baseline=baseline, skip_card=args.skip_card)
+                     command=command_line(getattr(args, "argv", None)), baseline=baseline, skip_card=args.skip_card,
+                     note=getattr(args, "note", None))
     print(f"export finished in {time.time() - t0:.0f} s")
     return 0
 
@@ -236,6 +253,7 @@ def render(card: dict[str, Any]) -> str:
                               card["metrics"]["operating_point"])
     goal = 0.80
     met = m["map50"] >= goal
+    worst = min(m["per_class"].items(), key=lambda kv: kv[1]["ap50"])
     rows = "\n".join(f"| {k} | {v['boxes']} | {_ci(v, 'ap50')} | {v['ap']:.3f} |" for k, v in m["per_class"].items())
     if base:
         base_text = (f"**Baseline: the same net without augmentation** (letterboxed pictures as they are: no scale "
@@ -263,8 +281,8 @@ def render(card: dict[str, Any]) -> str:
   keeps `max_detections` and maps boxes back to the pixels of the picture as sent (divide by the letterbox scale,
   clip to the picture). OIP `/v2/models/{card['name']}/infer` returns the raw graph outputs.
 - Weights stored as fp16 in the file (arithmetic fp32): {p['onnx_bytes'] / 1e3:.0f} KB. torch vs onnxruntime max
-  |diff| {card['parity']['max_abs_diff']:.1e} (boxes in pixels; relative {card['parity']['max_rel_diff']:.1e}; validation
-  pictures, batch 1/3/16).
+  |diff| {card['parity']['max_abs_diff']:.1e} (boxes in pixels, scores; validation pictures, batch 1/3/16; a near-tie
+  of neighbouring cells can move a low peak). The figures below are computed through the ONNX graph.
 
 ## Data
 `shared/data/detection/` (Road Sign Detection, Larxel 2020, CC0): train {p['train_pictures']} pictures, validation
@@ -277,6 +295,8 @@ COCO-style AP (101-point interpolated, greedy matching in score order), detectio
 
 - **mAP@0.5: {_ci(m, 'map50')}**. Goal >= {goal:.2f}: **{'met' if met else f'NOT met (short by {goal - m["map50"]:.3f})'}**.
 - mAP@[.5:.95]: {_ci(m, 'map')}.
+- The weakest class is **{worst[0]}** (AP@0.5 {worst[1]['ap50']:.3f} on {worst[1]['boxes']} boxes).{
+    ' What was tried: the note under "Recreate".' if p.get('notes') else ''}
 
 | class | validation boxes | AP@0.5 (95% CI) | AP@[.5:.95] |
 |---|---|---|---|
@@ -289,7 +309,7 @@ COCO-style AP (101-point interpolated, greedy matching in score order), detectio
 
 ![precision-recall](precision_recall.png)
 
-![validation pictures](validation_grid.png)
+![validation pictures](validation_grid.jpg)
 
 ## Latency (batch 1, this CPU)
 Graph alone {lat['batch1_median_ms']:.1f} ms median ({lat['threads']} ORT threads); letterbox + graph + NMS and
@@ -319,5 +339,5 @@ jobs (a training run beside it): noisy, take them as an upper bound.
 - Trained on pictures of at most 320 px: small signs in large photos are shrunk by the letterbox and may be missed.
 - Not a safety component: a demonstration detector trained in under an hour on a CPU.
 
-{cards.recreate_section({**p, "notes": None})}
+{cards.recreate_section(p)}
 """
