@@ -26,8 +26,9 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-cache"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-         ".svg": "image/svg+xml", ".png": "image/png", ".json": "application/json", ".csv": "text/csv; charset=utf-8"}
-FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png|json|csv)$")
+         ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".json": "application/json",
+         ".csv": "text/csv; charset=utf-8"}
+FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png|jpg|json|csv)$")
 
 
 def _listing(folder: Path, suffixes: set[str]) -> dict[str, Path]:
@@ -38,7 +39,7 @@ def _listing(folder: Path, suffixes: set[str]) -> dict[str, Path]:
 
 
 PAGE_FILES = _listing(PAGE_DIR, {".html", ".js", ".css", ".svg"})
-EXAMPLE_FILES = _listing(EXAMPLES_DIR, {".png", ".json", ".csv"})
+EXAMPLE_FILES = _listing(EXAMPLES_DIR, {".png", ".jpg", ".json", ".csv"})  # .jpg: the road-sign photo
 
 router = APIRouter(include_in_schema=False)
 

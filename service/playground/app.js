@@ -3,6 +3,7 @@ import { apiKey, ApiError, getJSON, whenUnauthorized } from "./api.js";
 import { h } from "./dom.js";
 import { showCard } from "./panel.js";
 import { imagesPanel, tumorPanel } from "./vision.js";
+import { detectPanel } from "./detect.js";
 import { sentimentPanel, translatePanel } from "./text.js";
 import { chatPanel } from "./chat.js";
 import { pricePanel, trafficPanel } from "./forecast.js";
@@ -12,6 +13,7 @@ import { deteriorationPanel, fraudPanel } from "./tabular.js";
 const PANELS = [
   { task: "image-classification", nav: "Images", build: imagesPanel },
   { task: "tumor-detection", nav: "Tumour", build: tumorPanel },
+  { task: "object-detection", nav: "Road signs", build: detectPanel },
   { task: "text-sentiment", nav: "Sentiment", build: sentimentPanel },
   { task: "translation", nav: "Translation", build: translatePanel },
   { task: "chat", nav: "Chat", build: chatPanel },

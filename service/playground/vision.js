@@ -4,7 +4,7 @@ import { append, bar, fill, h, meter, oodNote, percent } from "./dom.js";
 import { checkbox, exampleButtons, fetchCard, field, panelFrame } from "./panel.js";
 
 // A drop zone + file picker + example buttons; keeps the chosen picture and shows it.
-function imagePicker(examples, onPick) {
+export function imagePicker(examples, onPick) {
   let chosen = null;
   const preview = h("img", { class: "preview", alt: "", hidden: true });
   const caption = h("span", { class: "drop-caption", text: "Drop a PNG, JPEG or WebP here, or choose a file" });
@@ -36,13 +36,13 @@ function imagePicker(examples, onPick) {
   return { node: h("div", { class: "picker" }, zone, buttons), chosen: () => chosen, loadExample };
 }
 
-function imageForm(frame, picker, extra = []) {
+export function imageForm(frame, picker, extra = []) {
   const submit = h("button", { type: "submit", text: "Send" });
   append(frame.form, [picker.node, extra, h("div", { class: "actions" }, submit)]);
   return submit;
 }
 
-function multipart(frame, picker, options = {}) {
+export function multipart(frame, picker, options = {}) {
   const chosen = picker.chosen();
   if (!chosen) throw new Error("choose a picture first");
   const form = new FormData();

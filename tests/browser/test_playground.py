@@ -131,6 +131,32 @@ def test_tumor_panel_shows_the_decision_against_the_threshold_and_the_card_warni
     wait(page, lambda d: "No tumour found" in css(section, ".decision")[0].text)
 
 
+def test_detect_panel_draws_the_boxes_over_the_picture(page, screenshots, live_server):
+    section = panel(page, "detect")
+    click(page, css(section, 'button[data-example="road-signs.jpg"]')[0])
+    wait(page, lambda d: (css(section, "img.preview")[0].get_attribute("src") or "").startswith("blob:"))
+    click(page, css(section, "button[type=submit]")[0])
+    wait(page, lambda d: css(section, ".detect-figure svg"), message="no boxes drawn")
+    answer = httpx.post(f"{live_server.url}/v1/images/detect",
+                        files={"images": ("road-signs.jpg", (ROOT / "examples" / "road-signs.jpg").read_bytes())}).json()
+    found = answer["results"][0]["detections"]
+    rects = css(section, ".detect-figure svg rect")
+    assert found and len(rects) == len(found) == len(css(section, "ol.detections li"))
+    # the SVG is in the picture's own pixels (240 x 320), so the server's boxes are drawn as they are
+    svg = css(section, ".detect-figure svg")[0]
+    assert page.execute_script("return arguments[0].getAttribute('viewBox')", svg) == "0 0 240 320"
+    assert float(rects[0].get_attribute("x")) == pytest.approx(found[0]["box"][0], abs=0.01)
+    assert found[0]["label"] in css(section, "ol.detections")[0].text.lower()  # (the page capitalises labels)
+    assert page.execute_script("return arguments[0].naturalWidth", css(section, ".detect-figure img")[0]) == 240
+    shoot(section, screenshots, "detect", page)
+    # a threshold outside [0, 1]: the API's 422, worded as the API words it
+    field = css(section, "input[type=number]")[0]
+    field.send_keys("1.5")
+    click(page, css(section, "button[type=submit]")[0])
+    wait(page, lambda d: "score_threshold" in error_text(section), message="no 422 shown")
+    field.clear()
+
+
 def test_sentiment_panel_labels_each_text_and_highlights_words(page, screenshots):
     section = panel(page, "sentiment")
     click(page, css(section, 'button[data-example="sentences"]')[0])
