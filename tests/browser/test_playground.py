@@ -86,10 +86,11 @@ def test_the_page_loads_from_the_root_with_no_request_beyond_the_server(page, li
     assert resources and all(name.startswith(live_server.url) for name in resources), resources
     models = httpx.get(f"{live_server.url}/v1/models").json()["data"]
     shown = {e.get_attribute("data-panel") for e in css(page, "section.panel")}
-    assert {"images", "tumor", "sentiment", "translate", "chat", "traffic", "price", "server"} <= shown
+    assert {"images", "tumor", "sentiment", "translate", "chat", "traffic", "price", "detect", "server"} <= shown
     # one picker per panel, listing exactly the models of its task
     tasks = {"images": "image-classification", "tumor": "tumor-detection", "sentiment": "text-sentiment",
-             "translate": "translation", "chat": "chat", "traffic": "traffic-forecast", "price": "price-forecast"}
+             "translate": "translation", "chat": "chat", "traffic": "traffic-forecast", "price": "price-forecast",
+             "detect": "object-detection"}
     for name, task in tasks.items():
         options = [o.get_attribute("value") for o in css(panel(page, name), ".model-row option")]
         assert options == sorted(m["id"] for m in models if m["task"] == task)
