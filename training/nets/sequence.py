@@ -8,7 +8,6 @@ import math
 import torch
 from torch import nn
 
-from training.nets import count_parameters  # noqa: F401  (recipes/risk.py imports it from here; remove then)
 from training.nets.quantile import monotone_quantiles
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}

@@ -19,7 +19,7 @@ from torch import nn
 from training.config import config_from_args
 from training.loop import epoch_generator, load_checkpoint, one_cycle, run_fit, seed_everything, setup_torch
 from training.metrics import auroc, average_precision, score_report
-from training.nets.sequence import count_parameters
+from training.nets import count_parameters
 from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
 
