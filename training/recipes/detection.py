@@ -42,7 +42,7 @@ class DetectionConfig:
     width: int = 16
     neck: int = 48
     head: int = 32
-    epochs: int = 24
+    epochs: int = 70
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 5e-4
