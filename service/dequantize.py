@@ -53,7 +53,7 @@ def _subgraph_names(graph: onnx.GraphProto) -> set[str]:
     return names
 
 
-def _prune(graph: onnx.GraphProto) -> int:
+def prune_unused(graph: onnx.GraphProto) -> int:
     """Drop nodes whose outputs nothing reads, and initializers no node reads; returns the nodes dropped."""
     needed = {o.name for o in graph.output} | _subgraph_names(graph)
     keep: list[onnx.NodeProto] = []
@@ -115,7 +115,7 @@ def dequantize_dynamic_matmuls(model: onnx.ModelProto) -> Rewrite:
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(new_weights)
-    return Rewrite(len(replacements), _prune(graph))
+    return Rewrite(len(replacements), prune_unused(graph))
 
 
 def float_graph_bytes(path: str) -> tuple[bytes, Rewrite]:

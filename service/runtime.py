@@ -82,6 +82,9 @@ def check_providers(path: Path, settings: Settings, requested: list, actual: lis
     return True
 
 
+_NOTHING_TO_DEQUANTIZE: set[tuple[str, int, int]] = set()  # (path, mtime_ns, size) of graphs without INT8 MatMuls
+
+
 def _graph_for(path: Path, settings: Settings, requested: list) -> tuple[str | bytes, int]:
     """What InferenceSession opens: the file, or (device_dequantize) its graph with the dynamically quantized
     MatMuls in float, for a device without integer kernels; and how many MatMuls that rewrote."""
@@ -95,11 +98,16 @@ def _graph_for(path: Path, settings: Settings, requested: list) -> tuple[str | b
         log.warning("%s: the onnx package is not installed, so dynamically quantized MatMuls (if the graph has any) "
                     "stay INT8 on %s, with host copies on CUDA (pip install onnx, or use the GPU image)", path, first)
         return str(path), 0
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key in _NOTHING_TO_DEQUANTIZE:  # a CUDA model opens one session per bucket: parse each file once
+        return str(path), 0
     try:
         graph, rewrite = float_graph_bytes(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValidationError or OSError for files ORT may still reject
         raise ModelLoadError(f"{path}: could not read it as ONNX to dequantize it: {exc}") from exc
     if not rewrite.matmuls:
+        _NOTHING_TO_DEQUANTIZE.add(key)
         return str(path), 0
     log.info("%s: %d dynamically quantized MatMuls run as float MatMuls on %s (%d quantize nodes dropped)",
              path, rewrite.matmuls, first, rewrite.nodes_removed)

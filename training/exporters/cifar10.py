@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.dequantize import prune_unused
 from training import cards, metrics
 from training.data import cifar10 as data
 from training.nets import count_parameters
@@ -366,25 +367,14 @@ def served_float_graph(served: Path, out: Path, output: str = "probabilities") -
     graph = model.graph
     halves = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
     casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in halves]
-    for cast in casts:
+    for cast in casts:  # the fp16 initializer itself goes with the pruning below
         weight = numpy_helper.to_array(halves[cast.input[0]]).astype(np.float32)
         graph.initializer.append(numpy_helper.from_array(weight, cast.output[0]))
         graph.node.remove(cast)
-    for tensor in [halves[c.input[0]] for c in casts]:
-        graph.initializer.remove(tensor)
     kept = [o for o in graph.output if o.name == output]
     del graph.output[:]
     graph.output.extend(kept)
-    # drop what only fed the removed outputs (the OOD feature nodes)
-    needed, nodes = {output}, []
-    for node in reversed(graph.node):
-        if any(name in needed for name in node.output):
-            nodes.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(nodes))
-    for tensor in [t for t in graph.initializer if t.name not in needed]:
-        graph.initializer.remove(tensor)
+    prune_unused(graph)  # what only fed the removed outputs (the OOD feature nodes)
     onnx.save(model, str(out))
     return out
 
