@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import ROOT, cpu_name, markdown_table, neuroserve, run_hey, run_in_process, uvicorn_app
-from tests.onnx_models import small_cnn, write_model
+from tests.onnx_models import CIFAR_LABELS, small_cnn, write_model
 
 MODEL = "bench-cnn"
 
@@ -43,7 +43,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="neuroserve-bench-"))
-    write_model(workdir, MODEL, small_cnn(), task="image-classification",
+    # labels: image models are checked at load (one probability per label), so the fixture needs them
+    write_model(workdir, MODEL, small_cnn(), task="image-classification", labels=CIFAR_LABELS,
                 batching={"max_batch_size": 32, "max_queue_delay_ms": 0})
     model_path = workdir / MODEL / "1" / "model.onnx"
     image = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3), dtype=np.uint8)
