@@ -231,3 +231,13 @@ def test_deterioration_shapley_weights_on_the_fixture(client):
     assert weights["HR"] > weights["Temp"] > 0 and all(weights[k] == 0 for k in ("age", "gender", "height", "icu_type"))
     too_many = client.post("/v1/clinical/deterioration", json={"stays": [stay] * 9, "explain": True})
     assert too_many.status_code == 422 and "at most 8" in too_many.json()["error"]
+
+
+def test_a_multipart_explain_takes_only_true_or_false(client):
+    """The OpenAPI schema says boolean: in a form that is the text true or false; 0/1 are refused with the reason."""
+    image = base64.b64decode(_png(np.zeros((32, 32, 3), np.uint8)))
+    for text in ("0", "1", "yes"):
+        response = client.post("/v1/images/classify", files=[("images", ("a.png", image, "image/png"))], data={"explain": text})
+        assert response.status_code == 422 and "must be a boolean" in response.json()["error"], response.text
+    ok = client.post("/v1/images/classify", files=[("images", ("a.png", image, "image/png"))], data={"explain": "false"})
+    assert ok.status_code == 200 and ok.json()["results"][0].get("explanation") is None
