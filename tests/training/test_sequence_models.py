@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -164,7 +165,7 @@ def tiny_bert(tmp_path_factory):
 
 
 @pytest.mark.timeout(180)
-def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert):
+def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert, capsys):
     """Fine-tune the Transformer teacher, then train the LSTM on its soft labels (train rows + noisy copies, which the
     teacher reads as text joined from the student's word ids), mixed with a same-tokenizer teacher."""
     common = _common(seq_data, tmp_path)
@@ -190,8 +191,30 @@ def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert
     assert distill["augmented_rows"] > 0 and distill["weight"] == 0.7
     assert tuple(meta["config"]["teachers"]) == ("sentiment-minilm-teacher", "sentiment-gru")
     assert meta["n_train"] == 160 + distill["augmented_rows"]
+
+    # a rerun with more copies of the long rows reads the labels it has from the teacher's cache: the first copies
+    # are the same rows, only the new ones are labelled
+    capsys.readouterr()
+    assert main([*student, "--set", "augment_long_copies=2", "--set", "augment_long_min_tokens=6"]) == 0
+    labelled = re.search(r"sentiment-minilm-teacher: labelled (\d+) new rows, (\d+) from soft_labels.npz",
+                         capsys.readouterr().out)
+    rerun = torch.load(tmp_path / "ckpt" / "sentiment-lstm" / "last.pt", weights_only=False)["meta"]
+    assert rerun["distill"]["augmented_rows"] > distill["augmented_rows"]
+    assert int(labelled[2]) >= meta["n_train"] and 0 < int(labelled[1]) <= rerun["n_train"] - meta["n_train"]
     with pytest.raises(SystemExit, match="not a field"):
         main(["train", "sentiment-lstm", "--set", "no_such_field=1", *common])
+
+
+def test_teacher_label_cache_is_void_once_the_checkpoint_changes(tmp_path):
+    from training.recipes.sentiment_teacher import LabelCache
+
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"weights")
+    LabelCache(tmp_path / "soft_labels.npz", ckpt).add(["a film", "bad"], np.asarray([[0.2, 0.8], [0.9, 0.1]]))
+    again = LabelCache(tmp_path / "soft_labels.npz", ckpt)
+    assert set(again.probs) == {"a film", "bad"} and np.allclose(again.probs["bad"], [0.9, 0.1])
+    ckpt.write_bytes(b"retrained weights")
+    assert LabelCache(tmp_path / "soft_labels.npz", ckpt).probs == {}
 
 
 # -- forecasting helpers -------------------------------------------------------------------------------
