@@ -5,9 +5,11 @@
     python -m bench.generation_bench --providers cpu,cuda --quick  # tokens/s GPU vs CPU, KV cache on host vs device
 
 Runs the service's own engine in process (service.generation: the code behind /v1/text/translate and
-/v1/chat/completions, without HTTP). "no cache" feeds the whole prefix every step with an empty past
-(the same decoder graph), which is what the cache saves. "alone" sends one request at a time (sentence
-latency); "batched" sends them all at once, so the engine decodes their steps together. A model that
+/v1/chat/completions, without HTTP). The baseline, "no cache", is the plain loop of
+tests/generation_reference.py on the same decoder graph: one request after the other, the whole prefix fed
+every step with an empty past, no batching; the engine's cache and batching are what it lacks. "alone" sends
+one request at a time (sentence latency); "batched" sends them all at once, so the engine decodes their steps
+together (the baseline has no such mode: each row's speed-up is against the baseline's one-at-a-time run). A model that
 is not in the repository is replaced by the tiny trained test model (tests/generation_models.py, needs
 torch), and the table says so.
 
@@ -31,6 +33,7 @@ from service.generation.engine import BlockingEvents, collect_blocking
 from service.generation.runtime import ChatModel, GenerationRuntime, Translator, load_generation
 from service.manifest import read_manifest, valid_version
 from service.settings import Settings
+from tests.generation_reference import ReferenceDecoder
 
 SENTENCES = [
     "A man in a blue shirt is standing on a ladder.", "Two dogs are playing in the snow.",
@@ -53,7 +56,7 @@ def _version_dir(folder: Path) -> Path:
     return max((p for p in folder.iterdir() if p.is_dir() and valid_version(p.name)), key=lambda p: int(p.name))
 
 
-def load(models: Path, name: str, task: str, cached: bool, fallback: Path, provider: str = "cpu",
+def load(models: Path, name: str, task: str, fallback: Path, provider: str = "cpu",
          device_cache: str = "off") -> tuple[GenerationRuntime, str]:
     folder = models / name
     label = name
@@ -67,8 +70,15 @@ def load(models: Path, name: str, task: str, cached: bool, fallback: Path, provi
             build_chat(fallback, folder.name, max_new_tokens=128, max_context_tokens=256)
         label = f"{folder.name} (stand-in: {name} not found)"
     runtime = load_generation(_version_dir(folder), read_manifest(folder), Settings(warmup_runs=1, providers=provider),
-                              cached=cached, device_cache=device_cache)
+                              device_cache=device_cache)
     return runtime, label
+
+
+def reference(runtime: GenerationRuntime) -> ReferenceDecoder:
+    """The baseline on the runtime's own graphs: no cache, no batching."""
+    encoder = runtime.graphs.get("encoder")
+    return ReferenceDecoder(runtime.graphs["decoder"].run, encoder=encoder.run if encoder else None,
+                            cache_shape=(runtime.params.layers, runtime.params.heads, runtime.params.head_dim))
 
 
 def _jobs(runtime: GenerationRuntime, texts: list[str], events, beam: int, max_tokens: int) -> list:
@@ -81,21 +91,24 @@ def _jobs(runtime: GenerationRuntime, texts: list[str], events, beam: int, max_t
             for i, t in enumerate(texts)]
 
 
-def measure(runtime: GenerationRuntime, texts: list[str], beam: int, max_tokens: int, together: bool) -> dict:
-    """Requests alone (one after the other) or together: latency of each (queued to finished) and output tokens/s."""
+def measure(runtime: GenerationRuntime, texts: list[str], beam: int, max_tokens: int, together: bool,
+            engine=None) -> dict:
+    """Requests alone (one after the other) or together: latency of each (queued to finished) and output tokens/s.
+    ``engine``: what decodes them (default the runtime's engine; the baseline passes its ReferenceDecoder)."""
+    engine = engine or runtime.engine
     latencies, tokens = [], 0
-    steps = runtime.engine.steps
+    steps = engine.steps
     started = time.perf_counter()
     for group in [texts] if together else [[t] for t in texts]:
         events = BlockingEvents()
         jobs = _jobs(runtime, group, events, beam, max_tokens)
-        finished = collect_blocking(runtime.engine, events, jobs, timeout_s=600)
+        finished = collect_blocking(engine, events, jobs, timeout_s=600)
         tokens += sum(e.tokens for one in finished for e in one)
         latencies += [job.ended - job.enqueued for job in jobs]
     wall = time.perf_counter() - started
     return {"n": len(texts), "tokens": tokens, "tokens_per_s": tokens / wall, "wall_s": wall,
             "p50_ms": statistics.median(latencies) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
-            "steps": runtime.engine.steps - steps}
+            "steps": engine.steps - steps}
 
 
 CACHE_CHOICES = {"host": ["off"], "device": ["on"], "both": ["off", "on"]}
@@ -114,12 +127,14 @@ def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu
                 if not quick:
                     variants.append((False, "off"))
                 for cached, choice in variants:
-                    runtime, label = load(models, name, task, cached, Path(tmp), provider, choice)
+                    runtime, label = load(models, name, task, Path(tmp), provider, choice)
+                    engine = runtime.engine if cached else reference(runtime)
                     try:
-                        measure(runtime, texts[:2], 1, 8, together=True)  # warm
+                        measure(runtime, texts[:2], 1, 8, together=True, engine=engine)  # warm
                         for beam in beams:
-                            for together in (True,) if quick else (False, True):
-                                result = measure(runtime, texts, beam, max_tokens, together)
+                            modes = (True,) if quick else (False, True) if cached else (False,)
+                            for together in modes:
+                                result = measure(runtime, texts, beam, max_tokens, together, engine)
                                 rows.append({"model": label, "provider": runtime.provider,
                                              "decoding": "greedy" if beam == 1 else f"beam {beam}",
                                              "cache": "yes" if cached else "no",
@@ -134,11 +149,12 @@ def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | provider | decoding | KV cache (kept on) | requests | n | output tokens | tokens/s | latency p50 ms | p95 ms | steps | cache speed-up |",
+    lines = ["| model | provider | decoding | KV cache (kept on) | requests | n | output tokens | tokens/s | latency p50 ms | p95 ms | steps | vs baseline |",
              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    base = {(r["model"], r.get("provider"), r["decoding"], r["requests"]): r for r in rows if r["cache"] == "no"}
+    # the baseline decodes one request at a time: every row is compared with its one-at-a-time run
+    base = {(r["model"], r.get("provider"), r["decoding"]): r for r in rows if r["cache"] == "no"}
     for r in rows:
-        other = base.get((r["model"], r.get("provider"), r["decoding"], r["requests"]))
+        other = base.get((r["model"], r.get("provider"), r["decoding"]))
         speedup = f"{r['tokens_per_s'] / other['tokens_per_s']:.2f}x" if other and r["cache"] == "yes" else ""
         where = f"yes ({r.get('cache_where', 'host')})" if r["cache"] == "yes" else "no"
         lines.append(f"| {r['model']} | {r.get('provider', '')} | {r['decoding']} | {where} | {r['requests']} | {r['n']} | "

@@ -1,8 +1,9 @@
 """The decoding algorithms and the step scheduler, on fake graphs (no ONNX, no torch): fast and exact.
 
 The fake decoder writes each token id into its key/value cache and computes its logits from the
-token history it reads back (cache + attention mask, or the whole prefix without a cache), so any
-mistake in padding, trimming, beam reordering or joining rows changes the tokens generated.
+token history it reads back (cache + attention mask, or the whole prefix with an empty past: the reference
+decoder of tests/generation_reference.py), so any mistake in padding, trimming, beam reordering or joining
+rows changes the tokens generated.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from service.errors import BadRequest, InferenceFailed, ServiceUnavailable
 from service.generation.batch import Rows
 from service.generation.decoding import BeamStrategy, Event, SampleStrategy, Sampling, TokenText, sample
 from service.generation.engine import BlockingEvents, Engine, Job, collect_blocking
+from tests.generation_reference import ReferenceDecoder
 
 V, EOS, BOS, PAD = 12, 2, 1, 0
 NO_BANNED = np.array([PAD, BOS], np.int64)
@@ -70,6 +72,11 @@ class FakeGraphs:
 def engine_for(graphs: "FakeGraphs", seq2seq: bool = True, **kwargs) -> Engine:
     return Engine("fake", graphs.decoder, encoder=graphs.encoder if seq2seq else None, cache_shape=(1, 1, 1),
                   pad_id=PAD, **kwargs).start()
+
+
+def reference_for(graphs: "FakeGraphs", seq2seq: bool = True) -> ReferenceDecoder:
+    """The same graphs decoded one request at a time, without a cache (tests/generation_reference.py)."""
+    return ReferenceDecoder(graphs.decoder, encoder=graphs.encoder if seq2seq else None, cache_shape=(1, 1, 1))
 
 
 def decode(tokens: list[int]) -> str:
@@ -128,13 +135,13 @@ def test_greedy_matches_a_plain_reference_alone_and_batched(graphs):
 
 
 @pytest.mark.parametrize("beams", [1, 2, 4])
-def test_cached_and_uncached_decoding_agree(graphs, beams):
-    cached, uncached = engine_for(graphs), engine_for(graphs, cached=False)
+def test_batched_cached_decoding_matches_the_reference_without_cache(graphs, beams):
+    engine = engine_for(graphs)
     try:
-        assert run_translations(cached, SOURCES, beams=beams) == run_translations(uncached, SOURCES, beams=beams)
+        assert run_translations(engine, SOURCES, beams=beams) == run_translations(reference_for(graphs), SOURCES,
+                                                                                  beams=beams)
     finally:
-        cached.close()
-        uncached.close()
+        engine.close()
 
 
 def test_beam_of_one_is_greedy(graphs):
@@ -216,15 +223,17 @@ def chat_outputs(engine, prompts, **kwargs) -> list[list[str]]:
 
 
 def test_prefill_of_left_padded_prompts_matches_one_by_one_and_no_cache(graphs):
-    cached, uncached = engine_for(graphs, seq2seq=False), engine_for(graphs, seq2seq=False, cached=False)
+    engine = engine_for(graphs, seq2seq=False)
     try:
-        together = chat_outputs(cached, PROMPTS)
+        together = chat_outputs(engine, PROMPTS)
         assert together == [[decode(reference_greedy((), 30, start=p))] for p in PROMPTS]
-        assert together == [chat_outputs(cached, [p])[0] for p in PROMPTS]
-        assert together == chat_outputs(uncached, PROMPTS)
+        assert together == [chat_outputs(engine, [p])[0] for p in PROMPTS]
+        assert together == chat_outputs(reference_for(graphs, seq2seq=False), PROMPTS)
+        hot = Sampling(temperature=1.3, top_k=0, top_p=0.9)  # seeded sampling too, 3 choices a prompt
+        assert chat_outputs(engine, PROMPTS, n=3, params=hot, seed=5) == \
+            chat_outputs(reference_for(graphs, seq2seq=False), PROMPTS, n=3, params=hot, seed=5)
     finally:
-        cached.close()
-        uncached.close()
+        engine.close()
 
 
 def test_sampling_is_seeded_and_n_choices_are_independent(graphs):
@@ -460,13 +469,17 @@ def test_close_finishes_queued_work_then_refuses():
 
 
 def test_rows_concat_take_and_trim():
-    a = Rows(np.array([[0, 7, 8]]), np.array([[0, 1, 1]]), None, None, np.array([9]), np.array([2]))
-    b = Rows.fresh(np.array([1, 1]), None)
+    cache = np.array([0, 7, 8], np.float32)[None, None, None, :, None]  # [L, B, H, P, dh]: the ids, as the fake writes
+    a = Rows(np.array([[0, 7, 8]]), np.array([[0, 1, 1]]), cache, cache.copy(), np.array([9]), np.array([2]))
+    b = Rows.fresh(np.array([1, 1]), (1, 1, 1))
     both = Rows.concat([a, b])
     assert both.ids.tolist() == [[0, 7, 8], [0, 0, 0], [0, 0, 0]] and both.mask.sum() == 2
+    assert both.past_key.shape == (1, 3, 1, 3, 1) and both.past_key[0, :, 0, :, 0].tolist() == both.ids.tolist()
     only_b = both.take(np.array([1, 2]))
     assert only_b.length == 0 and only_b.next_ids.tolist() == [1, 1]  # all-padding columns trimmed
-    assert both.take(np.array([0, 0])).ids.tolist() == [[7, 8], [7, 8]]
+    assert only_b.past_key.shape == (1, 2, 1, 0, 1)  # the caches with them
+    again = both.take(np.array([0, 0]))
+    assert again.ids.tolist() == [[7, 8], [7, 8]] and again.past_value[0, :, 0, :, 0].tolist() == [[7, 8], [7, 8]]
 
 
 def test_event_defaults():

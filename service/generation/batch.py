@@ -5,9 +5,6 @@ row ``b`` holds its real tokens in the last columns, ``attention_mask[b]`` is 0 
 its position ids count real tokens only. After a step each row has grown by one; rows that finish are
 dropped, beams are reordered, and new rows join (padded to the common length); columns that every
 row pads are trimmed away.
-
-Without a cache (``cached=False``: the benchmark's baseline) the same graph gets the whole token
-history each step, with an empty past.
 """
 
 from __future__ import annotations
@@ -46,14 +43,14 @@ def positions_from_mask(mask: np.ndarray) -> np.ndarray:
 @dataclass
 class Rows:
     """``ids``/``mask`` [B, P]: what each row has seen (left-padded); ``past_key``/``past_value``
-    [L, B, H, P, dh] its cache (None without one); ``next_ids`` [B] the token each feeds next, at
+    [L, B, H, P, dh] its cache; ``next_ids`` [B] the token each feeds next, at
     ``positions`` [B]. With ``device`` (service.generation.device) the caches may be OrtValues on the
     device, and reordering, trimming and joining them runs there; ids, mask and positions stay numpy."""
 
     ids: np.ndarray
     mask: np.ndarray
-    past_key: np.ndarray | None
-    past_value: np.ndarray | None
+    past_key: np.ndarray
+    past_value: np.ndarray
     next_ids: np.ndarray
     positions: np.ndarray
     device: DeviceCache | None = None
@@ -67,13 +64,13 @@ class Rows:
         return int(self.ids.shape[1])
 
     @classmethod
-    def fresh(cls, next_ids: np.ndarray, cache_shape: tuple[int, int, int] | None, device: DeviceCache | None = None) -> "Rows":
+    def fresh(cls, next_ids: np.ndarray, cache_shape: tuple[int, int, int], device: DeviceCache | None = None) -> "Rows":
         """Rows with nothing seen yet (a decoder starting from bos). cache_shape: (layers, heads, head_dim).
         The empty caches are numpy even with a device (zero bytes to copy)."""
         b = len(next_ids)
-        empty = None if cache_shape is None else np.zeros((cache_shape[0], b, cache_shape[1], 0, cache_shape[2]), np.float32)
-        return cls(np.zeros((b, 0), np.int64), np.zeros((b, 0), np.int64), empty,
-                   None if empty is None else empty.copy(), np.asarray(next_ids, np.int64), np.zeros(b, np.int64), device)
+        empty = np.zeros((cache_shape[0], b, cache_shape[1], 0, cache_shape[2]), np.float32)
+        return cls(np.zeros((b, 0), np.int64), np.zeros((b, 0), np.int64), empty, empty.copy(),
+                   np.asarray(next_ids, np.int64), np.zeros(b, np.int64), device)
 
     def _on_device(self) -> bool:
         return self.device is not None and (is_device(self.past_key) or is_device(self.past_value))
@@ -84,9 +81,8 @@ class Rows:
         if len(parts) == 1:
             return parts[0]
         length = max(p.length for p in parts)
-        cached = parts[0].past_key is not None
         device = next((p.device for p in parts if p.device is not None), None)
-        if cached and device is not None and any(p._on_device() for p in parts):
+        if device is not None and any(p._on_device() for p in parts):
             # fold pairwise on the device: left-padding to the longest so far, then to the overall longest, is the same.
             # Host parts (fresh rows: an empty past) are padded here first, so no graph ever pads an empty tensor.
             def cache_of(p: Rows) -> tuple:
@@ -104,8 +100,8 @@ class Rows:
         return cls(
             np.concatenate([pad_to(p.ids, 1, length) for p in parts]),
             np.concatenate([pad_to(p.mask, 1, length) for p in parts]),
-            np.concatenate([pad_to(p.past_key, 3, length) for p in parts], axis=1) if cached else None,
-            np.concatenate([pad_to(p.past_value, 3, length) for p in parts], axis=1) if cached else None,
+            np.concatenate([pad_to(p.past_key, 3, length) for p in parts], axis=1),
+            np.concatenate([pad_to(p.past_value, 3, length) for p in parts], axis=1),
             np.concatenate([p.next_ids for p in parts]),
             np.concatenate([p.positions for p in parts]),
             device,
@@ -119,10 +115,8 @@ class Rows:
             key, value = self.device.select(self.past_key, self.past_value, index, first)
             return Rows(self.ids[index][:, first:], mask[:, first:], key, value, self.next_ids[index],
                         self.positions[index], self.device)
-        cached = self.past_key is not None
         rows = Rows(self.ids[index], self.mask[index],
-                    np.take(self.past_key, index, axis=1) if cached else None,
-                    np.take(self.past_value, index, axis=1) if cached else None,
+                    np.take(self.past_key, index, axis=1), np.take(self.past_value, index, axis=1),
                     self.next_ids[index], self.positions[index], self.device)
         return rows.trimmed()
 
@@ -133,28 +127,20 @@ class Rows:
             return self
         if self._on_device():
             return self.take(np.arange(self.size))
-        cached = self.past_key is not None
-        return Rows(self.ids[:, first:], self.mask[:, first:],
-                    self.past_key[:, :, :, first:] if cached else None,
-                    self.past_value[:, :, :, first:] if cached else None, self.next_ids, self.positions, self.device)
+        return Rows(self.ids[:, first:], self.mask[:, first:], self.past_key[:, :, :, first:],
+                    self.past_value[:, :, :, first:], self.next_ids, self.positions, self.device)
 
     def feeds(self) -> dict[str, np.ndarray]:
         """Decoder inputs for one step of every row."""
         mask = np.concatenate([self.mask, np.ones((self.size, 1), np.int64)], axis=1)
-        if self.past_key is not None:
-            return {"input_ids": self.next_ids[:, None], "position_ids": self.positions[:, None], "attention_mask": mask,
-                    "past_key": self.past_key, "past_value": self.past_value}
-        # no cache: the whole history again (the caller adds the empty past)
-        ids = np.concatenate([self.ids, self.next_ids[:, None]], axis=1)
-        return {"input_ids": ids, "position_ids": positions_from_mask(mask), "attention_mask": mask}
+        return {"input_ids": self.next_ids[:, None], "position_ids": self.positions[:, None], "attention_mask": mask,
+                "past_key": self.past_key, "past_value": self.past_value}
 
-    def advanced(self, present_key: np.ndarray | None, present_value: np.ndarray | None) -> "Rows":
+    def advanced(self, present_key: np.ndarray, present_value: np.ndarray) -> "Rows":
         """After a step: each row has seen its next token (the caller then picks the rows' new next tokens)."""
-        cached = self.past_key is not None
         return Rows(np.concatenate([self.ids, self.next_ids[:, None]], axis=1),
                     np.concatenate([self.mask, np.ones((self.size, 1), np.int64)], axis=1),
-                    present_key if cached else None, present_value if cached else None,
-                    self.next_ids, self.positions + 1, self.device)
+                    present_key, present_value, self.next_ids, self.positions + 1, self.device)
 
 
 def _padding_columns(mask: np.ndarray) -> int:

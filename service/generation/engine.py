@@ -87,13 +87,13 @@ class GenerationMetrics:
 
 class Engine:
     def __init__(self, name: str, decoder: Runner, *, cache_shape: tuple[int, int, int], pad_id: int = 0,
-                 encoder: Runner | None = None, max_rows: int = 64, max_waiting: int = 256, cached: bool = True,
+                 encoder: Runner | None = None, max_rows: int = 64, max_waiting: int = 256,
                  prefill_tokens: int = 2048, metrics: GenerationMetrics | None = None, tracker=None,
                  device: DeviceCache | None = None):
         self.name = name
         self.decoder, self.encoder = decoder, encoder
-        # the KV caches on the device between steps (IO binding; service.generation.device): cached decoding only
-        self.device = device if cached else None
+        # the KV caches on the device between steps (IO binding; service.generation.device)
+        self.device = device
         self._host_decoder = decoder
         self._pool: CrossPool | None = None  # translation with the caches on the device: the encoder outputs there
         if self.device is not None:
@@ -102,7 +102,6 @@ class Engine:
         self.cache_shape = cache_shape  # (layers, heads, head_dim)
         self.pad_id = pad_id
         self.max_rows, self.max_waiting = max_rows, max_waiting
-        self.cached = cached
         self.prefill_tokens = prefill_tokens
         self.metrics = metrics
         # the server's RunTracker (service.batching): one run in flight while any row decodes, so that a lone request
@@ -299,7 +298,7 @@ class Engine:
 
     def _fresh(self, jobs: list[Job]) -> Rows:
         starts = np.concatenate([np.full(job.rows, job.start_id, np.int64) for job in jobs])
-        return Rows.fresh(starts, self.cache_shape if self.cached else None, self.device)
+        return Rows.fresh(starts, self.cache_shape, self.device)
 
     def _prefill(self, jobs: list[Job]) -> Rows:
         """Every prompt but its last token goes in at once (left-padded); the last is the first step's input."""
@@ -313,13 +312,11 @@ class Engine:
                 mask[i, width - len(context):] = 1
         last = np.array([job.tokens[-1] for job in jobs], np.int64)
         positions = np.array([len(c) for c in contexts], np.int64)
-        key = value = None
-        if self.cached:
-            key = value = np.zeros((self.cache_shape[0], len(jobs), self.cache_shape[1], 0, self.cache_shape[2]), np.float32)
-            if width:
-                out = self.decoder({"input_ids": ids, "position_ids": positions_from_mask(mask), "attention_mask": mask,
-                                    "past_key": key, "past_value": value})
-                key, value = out["present_key"], out["present_value"]
+        key = value = np.zeros((self.cache_shape[0], len(jobs), self.cache_shape[1], 0, self.cache_shape[2]), np.float32)
+        if width:
+            out = self.decoder({"input_ids": ids, "position_ids": positions_from_mask(mask), "attention_mask": mask,
+                                "past_key": key, "past_value": value})
+            key, value = out["present_key"], out["present_value"]
         rows = Rows(ids, mask, key, value, last, positions, self.device)
         return rows.take(np.repeat(np.arange(len(jobs)), [job.rows for job in jobs]))
 
@@ -362,9 +359,6 @@ class Engine:
     def _step(self) -> None:
         rows = self._rows
         feeds = rows.feeds()
-        if not self.cached:
-            layers, heads, head_dim = self.cache_shape
-            feeds["past_key"] = feeds["past_value"] = np.zeros((layers, rows.size, heads, 0, head_dim), np.float32)
         if self.encoder is not None:
             feeds.update(self._cross_feeds())
         out = self.decoder(feeds)
@@ -373,7 +367,7 @@ class Engine:
             self.metrics.tokens.inc(rows.size)
             self.metrics.step_rows.observe(rows.size)
         logits = out["logits"]
-        grown = rows.advanced(out.get("present_key"), out.get("present_value"))
+        grown = rows.advanced(out["present_key"], out["present_value"])
         keep, next_ids, still, offset = [], [], [], 0
         for run in self._running:
             block = logits[offset:offset + run.rows]

@@ -38,18 +38,18 @@ class GenerationRuntime:
     task: str = ""
 
     def __init__(self, path: Path, graphs: dict[str, OnnxRuntimeSession], tokenizer: Tokenizer, params,
-                 settings: Settings, metrics: GenerationMetrics | None = None, name: str = "model", cached: bool = True,
+                 settings: Settings, metrics: GenerationMetrics | None = None, name: str = "model",
                  tracker=None, device_cache: str | None = None):
         self.path, self.graphs, self.tokenizer, self.params = path, graphs, tokenizer, params
         self.inputs, self.outputs = TEXT_FACE
         self.banned = np.asarray(sorted(self._banned_ids()), np.int64)
         encoder = graphs.get("encoder")
         choice = device_cache or settings.generation_device_cache
-        self.device = device_cache_for(graphs["decoder"], choice) if cached else None
+        self.device = device_cache_for(graphs["decoder"], choice)
         self.engine = Engine(name, graphs["decoder"].run, encoder=encoder.run if encoder else None,
                              cache_shape=(params.layers, params.heads, params.head_dim), pad_id=params.pad_id,
                              max_rows=settings.generation_max_rows, max_waiting=settings.generation_max_waiting,
-                             cached=cached, metrics=metrics, tracker=tracker, device=self.device).start()
+                             metrics=metrics, tracker=tracker, device=self.device).start()
 
     @property
     def cache_location(self) -> str:
@@ -267,7 +267,7 @@ def device_cache_for(decoder: OnnxRuntimeSession, choice: str) -> DeviceCache | 
 
 
 def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, metrics=None,
-                    cached: bool = True, tracker=None, device_cache: str | None = None) -> GenerationRuntime:
+                    tracker=None, device_cache: str | None = None) -> GenerationRuntime:
     """Blocking: open each graph, check it against the contract, load the tokenizer, start and warm the engine.
     ``tracker``: the server's RunTracker, told while the engine decodes (so no other model takes every core).
     ``device_cache``: auto/on/off (default: the setting generation_device_cache); should the device path fail
@@ -304,7 +304,7 @@ def load_generation(version_dir: Path, manifest: Manifest, settings: Settings, m
         graphs[role] = OnnxRuntimeSession.load(path, manifest, settings, contract=expected[role])
     def start(choice: str | None) -> GenerationRuntime:
         return RUNTIMES[task](version_dir, graphs, tokenizer, params, settings, metrics,
-                              name=f"{manifest.name}:{version_dir.name}", cached=cached, tracker=tracker, device_cache=choice)
+                              name=f"{manifest.name}:{version_dir.name}", tracker=tracker, device_cache=choice)
 
     runtime = start(device_cache)
     if runtime.device is not None:
