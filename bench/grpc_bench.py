@@ -15,6 +15,11 @@ method with the request's bytes, no protobuf work in the loop). Each answer is c
 (the top label must equal onnxruntime's own on the same image). Each system is started once and its two
 transports alternate for `--rounds` windows of `--seconds`; the table reports each one's median window and
 the median of the rounds' gRPC/REST pairs. Results: bench/results/grpc.json (git-ignored).
+
+Each Neuroserve round also times the **model alone**: the served graph run in this process, one single-threaded
+session run per core at once, `--concurrency` images in all (the most a batcher can merge from that many
+one-image requests), while the server idles. Its images/s is a ceiling no transport can beat on this machine: if
+it is less than 1.3x REST's req/s, no gRPC server could reach 1.3x REST here, the model's own time is the limit.
 """
 
 from __future__ import annotations
@@ -153,6 +158,42 @@ async def check(transport: str, port: int, request: bytes, expected: int) -> Non
         raise RuntimeError(f"{transport} top label {top}, onnxruntime says {expected}")
 
 
+def model_alone(models: Path, classifier: str, pixels: np.ndarray, batch: int):
+    """A function timing the served graph for some seconds: images/s, no HTTP, no gRPC, no batcher, no client.
+    One single-threaded session run per core at once, each on its share of ``batch`` images (as the server's
+    instances run; one run over every core waits for its slowest thread whenever a core is taken away)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.manifest import read_manifest
+    from service.runtime import OnnxRuntimeSession
+    from service.settings import Settings
+
+    folder = models / classifier
+    session = OnnxRuntimeSession.load(folder / "1" / "model.onnx", read_manifest(folder), Settings(),
+                                      intra_op_threads=1)
+    cores = os.cpu_count() or 1
+    share = max(1, batch // cores)
+    feeds = {"images": np.repeat(pixels, share, axis=0)}
+    session.run(feeds)  # warm-up
+
+    def window(seconds: float) -> dict:
+        began = time.perf_counter()
+
+        def runs() -> int:
+            count = 0
+            while time.perf_counter() - began < seconds:
+                session.run(feeds)  # releases the GIL: the cores' runs overlap
+                count += 1
+            return count
+
+        with ThreadPoolExecutor(cores) as pool:
+            total = sum(pool.map(lambda _: runs(), range(cores)))
+        elapsed = time.perf_counter() - began
+        return {"requests": total * share, "errors": 0, "rps": total * share / elapsed,
+                "p50_ms": elapsed / total * cores * 1000, "p99_ms": elapsed / total * cores * 1000}
+    return window
+
+
 def start(system: str, models: Path, classifier: str) -> tuple[Server, int, int]:
     http, grpc_port = free_port(), free_port()
     if system == "neuroserve":
@@ -191,6 +232,7 @@ def main() -> None:
     rounds: dict[tuple[str, str], list[dict]] = {}
     # Each system is started once; its two transports then alternate, `rounds` windows each (REST first in even
     # rounds, gRPC first in odd ones), so both see the same drifts of a shared machine's background load.
+    ceiling = model_alone(args.models, args.classifier, pixels, args.concurrency)
     for system in systems:
         server, http, grpc_port = start(system, args.models, args.classifier)
         try:
@@ -206,6 +248,11 @@ def main() -> None:
                     rounds.setdefault((system, transport), []).append(row)
                     print(f"round {round_index + 1} {system:10s} {transport:4s} {row['rps']:8.0f} req/s  "
                           f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  errors {row['errors']}", flush=True)
+                if system == "neuroserve":
+                    row = ceiling(args.seconds)
+                    rounds.setdefault(("model alone", f"batch {args.concurrency}"), []).append(row)
+                    print(f"round {round_index + 1} model alone, batch {args.concurrency}: {row['rps']:8.0f} images/s "
+                          f"({row['p50_ms']:.1f} ms a run of {args.concurrency // (os.cpu_count() or 1)})", flush=True)
         finally:
             server.stop()
     machine["load_end"] = os.getloadavg()[0]
@@ -226,6 +273,11 @@ def main() -> None:
         ratios[f"{system} grpc / rest, median of the rounds' pairs"] = sorted(pairs)[len(pairs) // 2]
     if ("neuroserve", "rest") in by and ("neuroserve", "grpc") in by:
         ratios["neuroserve grpc / rest"] = by[("neuroserve", "grpc")] / by[("neuroserve", "rest")]
+    ceiling_rows = rounds.get(("model alone", f"batch {args.concurrency}"))
+    if ceiling_rows:  # the most gRPC could gain over REST here if it cost nothing at all
+        pairs = [c["rps"] / r["rps"] for c, r in zip(ceiling_rows, rounds[("neuroserve", "rest")]) if r["rps"]]
+        ratios["model alone / neuroserve rest, median of the rounds' pairs (ceiling of grpc / rest)"] = \
+            sorted(pairs)[len(pairs) // 2]
     if ("kserve", "grpc") in by and ("neuroserve", "grpc") in by:
         ratios["neuroserve grpc / kserve grpc"] = by[("neuroserve", "grpc")] / by[("kserve", "grpc")]
     for name, value in ratios.items():

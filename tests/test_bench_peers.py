@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import math
 from pathlib import Path
 
@@ -208,3 +209,14 @@ def test_profile_buckets_by_the_innermost_known_frame_and_draws_a_flame_graph():
     svg = ET.fromstring(profile.flamegraph_svg(stacks, "t"))
     titles = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")]
     assert any(t.startswith("run (onnxruntime") and "60.0%" in t for t in titles)
+
+
+def test_grpc_bench_model_alone_times_the_served_graph_at_the_clients_batch(tmp_path):
+    """The gRPC bench's ceiling: the served graph, `concurrency` images a run, as images/s."""
+    from bench.grpc_bench import image, model_alone
+    from tests.onnx_models import build_repository
+
+    models = build_repository(tmp_path / "models")
+    window = model_alone(models, "tiny-cnn", image(), batch=8)
+    row = window(0.2)
+    assert row["requests"] % (8 // (os.cpu_count() or 1)) == 0 and row["requests"] > 0 and row["rps"] > 0 and row["errors"] == 0
