@@ -59,7 +59,7 @@ class LabelCache:
 
     def add(self, texts: list[str], probs: np.ndarray) -> None:
         self.probs.update(zip(texts, probs))
-        tmp = self.path.with_suffix(".tmp.npz")
+        tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.npz")  # students may label side by side
         np.savez(tmp, checkpoint=self.identity, texts=np.asarray(list(self.probs)),
                  probs=np.stack(list(self.probs.values())).astype(np.float32))
         tmp.replace(self.path)
