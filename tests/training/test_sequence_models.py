@@ -196,11 +196,11 @@ def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert
     # are the same rows, only the new ones are labelled
     capsys.readouterr()
     assert main([*student, "--set", "augment_long_copies=2", "--set", "augment_long_min_tokens=6"]) == 0
-    labelled = re.search(r"sentiment-minilm-teacher: labelled (\d+) new rows, (\d+) from soft_labels.npz",
-                         capsys.readouterr().out)
+    labelled = re.search(r"sentiment-minilm-teacher: (\d+) of (\d+) rows labelled from soft_labels.npz, "
+                         r"(\d+) new texts labelled", capsys.readouterr().out)
     rerun = torch.load(tmp_path / "ckpt" / "sentiment-lstm" / "last.pt", weights_only=False)["meta"]
-    assert rerun["distill"]["augmented_rows"] > distill["augmented_rows"]
-    assert int(labelled[2]) >= meta["n_train"] and 0 < int(labelled[1]) <= rerun["n_train"] - meta["n_train"]
+    assert rerun["distill"]["augmented_rows"] > distill["augmented_rows"] and int(labelled[2]) == rerun["n_train"]
+    assert int(labelled[1]) >= meta["n_train"] and 0 < int(labelled[3]) <= rerun["n_train"] - meta["n_train"]
     with pytest.raises(SystemExit, match="not a field"):
         main(["train", "sentiment-lstm", "--set", "no_such_field=1", *common])
 

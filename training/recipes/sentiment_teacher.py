@@ -195,10 +195,12 @@ class SentimentTeacherRecipe(Recipe):
         # labelling is most of a student run's time (~2.6 ms a row on 2 cores): labels are kept beside the
         # checkpoint, by text, so a student rerun with other augmentation labels only the rows it has not seen
         cache = LabelCache(path.with_name("soft_labels.npz"), path)
+        known = sum(t in cache.probs for t in texts)
         missing = sorted({t for t in texts if t not in cache.probs})
         if missing:
             cache.add(missing, predict_probs(model, tokenizer, missing, cfg.max_tokens, quiet=args.quiet))
-        print(f"{self.task}: labelled {len(missing)} new rows, {len(texts) - len(missing)} from {cache.path.name}")
+        print(f"{self.task}: {known} of {len(texts)} rows labelled from {cache.path.name}, "
+              f"{len(missing)} new texts labelled")
         return np.stack([cache.probs[t] for t in texts]).astype(np.float32), ckpt
 
     def evaluate(self, args: argparse.Namespace) -> int:
