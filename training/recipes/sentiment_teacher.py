@@ -55,12 +55,15 @@ class LabelCache:
         if path.exists():
             z = np.load(path, allow_pickle=False)
             if np.array_equal(z["checkpoint"], self.identity):
-                self.probs = dict(zip(z["texts"].tolist(), z["probs"]))
+                texts = z["texts"]  # one string, a text a line (a fixed-width array of 300k strings is ~1 KB each)
+                texts = str(texts).split("\n") if texts.ndim == 0 else texts.tolist()
+                self.probs = dict(zip(texts, z["probs"]))
 
     def add(self, texts: list[str], probs: np.ndarray) -> None:
+        """Texts of student rows: words joined by spaces, never a newline."""
         self.probs.update(zip(texts, probs))
         tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.npz")  # students may label side by side
-        np.savez(tmp, checkpoint=self.identity, texts=np.asarray(list(self.probs)),
+        np.savez(tmp, checkpoint=self.identity, texts=np.asarray("\n".join(self.probs)),
                  probs=np.stack(list(self.probs.values())).astype(np.float32))
         tmp.replace(self.path)
 
