@@ -181,7 +181,7 @@ def test_transformer_teacher_distils_into_the_lstm(seq_data, tmp_path, tiny_bert
 
     assert main(["train", "sentiment-gru", "--epochs", "1", "--batch-size", "32", *common]) == 0
     student = ["train", "sentiment-lstm", "--epochs", "1", "--batch-size", "32", *common,
-               "--set", "teachers=sentiment-minilm-teacher,sentiment-gru", "--set", "augment_copies=2",
+               "--set", "teachers=sentiment-minilm-teacher,sentiment-gru", "--set", "augment_copies=2", "--set", "augment_long_copies=0",
                "--set", "augment_min_tokens=4", "--set", "distill_weight=0.7"]
     assert main(student) == 0
     assert get_recipe("sentiment-lstm").default.teachers == ("sentiment-minilm-teacher",)  # the served recipe's

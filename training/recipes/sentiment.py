@@ -171,10 +171,10 @@ def unlabeled_corpus(data_dir: Path, corpora: tuple[str, ...], train_texts: list
 class SentimentRecipe(Recipe):
     task = "sentiment-lstm"
     priority = 10
-    # distilled from the fine-tuned Transformer (training/recipes/sentiment_teacher.py) on the train rows and 6 noisy
-    # copies of each row of >= 6 tokens
+    # distilled from the fine-tuned Transformer (training/recipes/sentiment_teacher.py) on the train rows, 6 noisy
+    # copies of each row of >= 6 tokens and 16 more of each row of >= 15 (88.07% against 87.04% without those)
     default = SentimentConfig(vocab_corpora=("translation", "chat"), teachers=("sentiment-minilm-teacher",),
-                              augment_copies=6, augment_min_tokens=6, epochs=3)
+                              augment_copies=6, augment_min_tokens=6, augment_long_copies=16, epochs=3)
 
     def build(self, cfg: SentimentConfig, vocab: int) -> SentimentNet:
         return SentimentNet(vocab, cfg.arch, cfg.emb_dim, cfg.hidden, cfg.bidirectional, cfg.dropout, cfg.emb_dropout)
