@@ -142,7 +142,7 @@ def test_sentiment_explanations_are_faithful(real):
 
     top, random, wins = _deletions(client, "/v1/text/sentiment", "texts", chosen, edit,
                                    lambda answer, result: probability(answer, answer) - probability(result, answer))
-    # measured: deleting the top 2 words 0.385, 2 random words 0.063, top larger for 31 of 32 texts
+    # measured (the 88.07% model): deleting the top 2 words 0.400, 2 random words 0.081, top larger for 30 of 32 texts
     assert top > random + 0.1 and wins >= 0.75, (top, random, wins)
 
 
