@@ -132,6 +132,7 @@ def run(models: Path, repeat: int, max_tokens: int, providers: list[str] = ("cpu
                     try:
                         measure(runtime, texts[:2], 1, 8, together=True, engine=engine)  # warm
                         for beam in beams:
+                            # the baseline decodes one request after another: "batched" would be the same run
                             modes = (True,) if quick else (False, True) if cached else (False,)
                             for together in modes:
                                 result = measure(runtime, texts, beam, max_tokens, together, engine)

@@ -121,7 +121,3 @@ def summary(m: Matched, classes: Sequence[str], n_boot: int = 1000, seed: int = 
                       for c, name in enumerate(classes)},
         "bootstrap_resamples": n_boot, "iou_thresholds": [float(t) for t in IOU_THRESHOLDS],
     }
-
-
-def map50(m: Matched) -> float:
-    return float(np.nanmean(ap_table(m)[:, 0]))

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import RepositoryDep, error_responses
 from service.detection import letterbox, postprocess
-from service.errors import InferenceFailed, ModelLoadError, Unprocessable
+from service.errors import InferenceFailed, ModelLoadError
 from service.explain import run_rows
 from service.repository import ModelVersion
 from service.responses import JSONBytes
@@ -95,10 +95,7 @@ PREPARERS = {DETECT_TASK: prepare_detection_model}
              summary="Detect road signs in pictures: boxes, labels, scores (multipart files or base64 JSON)")
 async def detect(request: Request, repo: RepositoryDep) -> JSONBytes:
     settings = request.app.state.settings
-    body = await read_image_request(request, settings.max_images_per_request, settings.max_body_bytes)
-    unknown = sorted(set(body.options) - OPTIONS)
-    if unknown:
-        raise Unprocessable(f"unknown fields {unknown}; allowed: images, {', '.join(sorted(OPTIONS))}")
+    body = await read_image_request(request, settings.max_images_per_request, settings.max_body_bytes, OPTIONS)
     model = repo.for_task(DETECT_TASK, model_option(body.options))
     extras = model.extras
     threshold = float_option(body.options, "score_threshold", extras["score_threshold"], 0.0, 1.0)

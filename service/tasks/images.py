@@ -84,8 +84,17 @@ def _b64(value: object, index: int) -> bytes:
         raise BadRequest(f"images[{index}] is not valid base64") from None
 
 
-async def read_image_request(request: Request, max_images: int, max_part_bytes: int) -> ImageRequest:
-    """Multipart (files in `images`, other fields as form fields) or JSON {"images": [base64...], ...}."""
+async def read_image_request(request: Request, max_images: int, max_part_bytes: int, allowed: set[str]) -> ImageRequest:
+    """Multipart (files in `images`, other fields as form fields) or JSON {"images": [base64...], ...}; a field
+    other than the images and ``allowed`` is a 422."""
+    body = await _images_and_fields(request, max_images, max_part_bytes)
+    unknown = sorted(set(body.options) - allowed)
+    if unknown:
+        raise Unprocessable(f"unknown fields {unknown}; allowed: images, {', '.join(sorted(allowed))}")
+    return body
+
+
+async def _images_and_fields(request: Request, max_images: int, max_part_bytes: int) -> ImageRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         try:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from service.api.deps import RepositoryDep, error_responses
-from service.errors import InferenceFailed, ModelLoadError, Unprocessable
+from service.errors import InferenceFailed, ModelLoadError
 from service.explain import (EXPLAIN_DESCRIPTION, ImageExplanation, check_items, image_explanation, image_fill,
                              occlude_images, patch_masks, run_with_variants)
 from service.ood import OodScore, attach_ood
@@ -141,10 +141,7 @@ async def _run_images(request: Request, model: ModelVersion, images: list[bytes]
 
 async def _read(request: Request, allowed: set[str]):
     settings = request.app.state.settings
-    body = await read_image_request(request, settings.max_images_per_request, settings.max_body_bytes)
-    unknown = sorted(set(body.options) - allowed)
-    if unknown:
-        raise Unprocessable(f"unknown fields {unknown}; allowed: images, {', '.join(sorted(allowed))}")
+    body = await read_image_request(request, settings.max_images_per_request, settings.max_body_bytes, allowed)
     explain = bool_option(body.options, "explain")
     if explain:
         check_items(len(body.images))

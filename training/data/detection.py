@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from service.detection import PAD_VALUE, letterbox
+from service.detection import PAD_VALUE, letterbox, letterbox_scale
 
 CLASSES: tuple[str, ...] = ("crosswalk", "speedlimit", "stop", "trafficlight")
 MIRROR_SAFE: frozenset[str] = frozenset({"crosswalk", "trafficlight"})
@@ -66,7 +66,7 @@ def augment(pic: Picture, size: int, crop: int, rng: np.random.Generator, *, sca
             flip: bool, min_visible: float = 0.4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample: (uint8 [crop, crop, 3], boxes [n, 4] in sample pixels, labels [n])."""
     h, w = pic.image.shape[:2]
-    s = size / max(h, w) * rng.uniform(scale_min, scale_max)
+    s = letterbox_scale(h, w, size) * rng.uniform(scale_min, scale_max)
     sw, sh = max(1, round(w * s)), max(1, round(h * s))
     img = Image.fromarray(pic.image).resize((sw, sh), Image.BILINEAR)
     boxes = pic.boxes * np.float32(s)

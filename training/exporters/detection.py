@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import torch
 
-from service.detection import postprocess
+from service.detection import PAD_VALUE, postprocess
 from training import cards, detection_eval
 from training.data import detection as data
 from training.loop import setup_torch
@@ -73,10 +73,8 @@ def choose_threshold(m: detection_eval.Matched) -> dict[str, float]:
     s = np.concatenate(m.scores)
     tp = np.concatenate([t[:, 0] for t in m.tp]).astype(np.float64)
     npos = sum(int(p.sum()) for p in m.positives)
-    order = np.argsort(-s, kind="stable")
-    s, tp = s[order], tp[order]
-    ctp = np.cumsum(tp)
-    precision, recall = ctp / np.arange(1, len(s) + 1), ctp / max(npos, 1)
+    recall, precision = detection_eval.pr_curve(s, tp, npos)  # along descending scores
+    s = s[np.argsort(-s, kind="stable")]
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     i = int(np.argmax(f1))
     return {"threshold": round(float(s[i]), 4), "f1": float(f1[i]), "precision": float(precision[i]),
@@ -198,7 +196,7 @@ def export_detection(graph, cfg: DetectionConfig, ckpt: dict[str, Any], models_r
         "outputs": [{"name": "boxes", "datatype": "FP32", "shape": [-1, g * g, 4]},
                     {"name": "scores", "datatype": "FP32", "shape": [-1, g * g, len(data.CLASSES)]}],
         "labels": list(data.CLASSES),
-        "preprocessing": {"letterbox": cfg.size, "resize": "bilinear", "placement": "top-left", "pad_value": 114,
+        "preprocessing": {"letterbox": cfg.size, "resize": "bilinear", "placement": "top-left", "pad_value": PAD_VALUE,
                           "color": "RGB", "max_side": MAX_SIDE,
                           "in_graph": "x/255, (x - 0.5) / 0.25; heatmap peaks (3x3 max-pool) and boxes decoded"},
         "batching": {"max_batch_size": 16, "max_queue_delay_ms": 2},
@@ -264,14 +262,14 @@ def render(card: dict[str, Any]) -> str:
                      f"augmentation with that of training longer.")
     else:
         base_text = "No baseline run was given to this export."
-    g = c["size"] // 4
+    g = c["size"] // Detector.stride
     return f"""# {card['name']} (model card)
 
 {card['description']}.
 
 ## I/O contract
 - input `images` UINT8 [-1, {c['size']}, {c['size']}, 3]: RGB pictures letterboxed to {c['size']}x{c['size']}
-  (resized bilinearly so that the longer side is {c['size']}, placed at the top-left corner, grey 114 elsewhere).
+  (resized bilinearly so that the longer side is {c['size']}, placed at the top-left corner, grey {PAD_VALUE} elsewhere).
 - outputs `boxes` FP32 [-1, {g * g}, 4]: for each cell of the {g}x{g} stride-4 grid, its box (x_min, y_min, x_max,
   y_max) in letterboxed pixels; `scores` FP32 [-1, {g * g}, 4]: per class the sigmoid heatmap at that cell, 0 where the
   cell is not a 3x3 local maximum (the peak extraction is in the graph).

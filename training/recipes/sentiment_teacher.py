@@ -54,10 +54,9 @@ class LabelCache:
         self.probs: dict[str, np.ndarray] = {}
         if path.exists():
             z = np.load(path, allow_pickle=False)
-            if np.array_equal(z["checkpoint"], self.identity):
-                texts = z["texts"]  # one string, a text a line (a fixed-width array of 300k strings is ~1 KB each)
-                texts = str(texts).split("\n") if texts.ndim == 0 else texts.tolist()
-                self.probs = dict(zip(texts, z["probs"]))
+            # texts: one string, a text a line (a fixed-width array of 300k strings is ~1 KB each)
+            if np.array_equal(z["checkpoint"], self.identity) and z["texts"].ndim == 0:
+                self.probs = dict(zip(str(z["texts"]).split("\n"), z["probs"]))
 
     def add(self, texts: list[str], probs: np.ndarray) -> None:
         """Texts of student rows: words joined by spaces, never a newline."""
