@@ -219,8 +219,8 @@ def _predict_tumor(ns, args: argparse.Namespace) -> int:
 COLOURS = ("#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def draw_detections(image_path: str, found, labels: list[str], out_path: str) -> None:
-    """The picture with each detection's box and "label score" drawn (Pillow), saved as PNG."""
+def draw_detections(image_path: str, found, colours: dict[str, str], out_path: str) -> None:
+    """The picture with each detection's box and "label score" drawn (Pillow) in its label's colour, saved as PNG."""
     from PIL import Image, ImageDraw
 
     with Image.open(image_path) as source:
@@ -228,7 +228,7 @@ def draw_detections(image_path: str, found, labels: list[str], out_path: str) ->
     draw = ImageDraw.Draw(picture)
     width = max(2, round(max(picture.size) / 250))
     for d in found:
-        colour = COLOURS[labels.index(d.label) % len(COLOURS)] if d.label in labels else COLOURS[0]
+        colour = colours[d.label]
         draw.rectangle(d.box, outline=colour, width=width)
         text = f"{d.label} {d.score:.2f}"
         x0, y0 = d.box[0], max(0, d.box[1] - 12)
@@ -248,13 +248,14 @@ def _predict_detect(ns, args: argparse.Namespace) -> int:
     saved = [""] * len(args.images)
     if args.save:
         labels = sorted({d.label for r in result.results for d in r.detections})
+        colours = {label: COLOURS[i % len(COLOURS)] for i, label in enumerate(labels)}  # one per label, every picture
         if len(args.images) == 1:
             saved = [args.save]
         else:
             Path(args.save).mkdir(parents=True, exist_ok=True)
             saved = [str(Path(args.save) / f"{i}-{Path(p).stem}.detect.png") for i, p in enumerate(args.images)]
         for path, row, out in zip(args.images, result.results, saved):
-            draw_detections(path, row.detections, labels, out)
+            draw_detections(path, row.detections, colours, out)
 
     def render(result):
         table = _table(f"{result.model} v{result.version}", "image", "label", "score", "box (x_min, y_min, x_max, y_max)")

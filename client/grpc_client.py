@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError, NeuroserveError,
                            NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                            ServiceUnavailableError)
-from client.tensors import NUMPY_TYPES, _bytes_elements, datatype_of, tensor_bytes
+from client.tensors import NUMPY_TYPES, _bytes_elements, _json_elements, datatype_of, tensor_bytes
 from service.protocol import grpc_service_pb2 as pb
 from service.protocol import grpc_service_pb2_grpc as pb_grpc
 
@@ -129,11 +129,6 @@ def decode_outputs(response: pb.ModelInferResponse) -> dict[str, np.ndarray]:
                 flat = np.frombuffer(blob, dtype=dtype.newbyteorder("<")).astype(dtype, copy=True)
         else:
             field = tensor.contents.ListFields()
-            values = list(field[0][1]) if field else []
-            if tensor.datatype == "BYTES":
-                flat = np.empty(count, dtype=object)
-                flat[:] = values
-            else:
-                flat = np.asarray(values, dtype=NUMPY_TYPES[tensor.datatype])
+            flat = _json_elements(list(field[0][1]) if field else [], tensor.datatype)  # typed contents: as JSON data
         arrays[tensor.name] = flat.reshape(shape)
     return arrays

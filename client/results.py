@@ -132,7 +132,7 @@ class DetectionResult:
     @classmethod
     def from_json(cls, body: dict) -> "DetectionResult":
         results = [ImageDetections([Detection(d["label"], d["score"], tuple(d["box"])) for d in r["detections"]],
-                                   r.get("width", 0), r.get("height", 0)) for r in body["results"]]
+                                   r["width"], r["height"]) for r in body["results"]]
         return cls(body["model"], body["version"], results, body)
 
 

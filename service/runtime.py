@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +83,11 @@ def check_providers(path: Path, settings: Settings, requested: list, actual: lis
     return True
 
 
-_NOTHING_TO_DEQUANTIZE: set[tuple[str, int, int]] = set()  # (path, mtime_ns, size) of graphs without INT8 MatMuls
+@functools.lru_cache(maxsize=1)
+def _float_graph(path: str, mtime_ns: int, size: int):
+    """float_graph_bytes of one file version. A CUDA model opens one session per bucket, one after another: the
+    last file's rewrite (or its absence) is kept, so each file is parsed and rewritten once, not once per bucket."""
+    return float_graph_bytes(path)
 
 
 def _graph_for(path: Path, settings: Settings, requested: list) -> tuple[str | bytes, int]:
@@ -99,15 +104,11 @@ def _graph_for(path: Path, settings: Settings, requested: list) -> tuple[str | b
                     "stay INT8 on %s, with host copies on CUDA (pip install onnx, or use the GPU image)", path, first)
         return str(path), 0
     stat = path.stat()
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    if key in _NOTHING_TO_DEQUANTIZE:  # a CUDA model opens one session per bucket: parse each file once
-        return str(path), 0
     try:
-        graph, rewrite = float_graph_bytes(str(path))
+        graph, rewrite = _float_graph(str(path), stat.st_mtime_ns, stat.st_size)
     except Exception as exc:  # onnx raises DecodeError, ValidationError or OSError for files ORT may still reject
         raise ModelLoadError(f"{path}: could not read it as ONNX to dequantize it: {exc}") from exc
     if not rewrite.matmuls:
-        _NOTHING_TO_DEQUANTIZE.add(key)
         return str(path), 0
     log.info("%s: %d dynamically quantized MatMuls run as float MatMuls on %s (%d quantize nodes dropped)",
              path, rewrite.matmuls, first, rewrite.nodes_removed)

@@ -20,7 +20,6 @@ from service.responses import JSONBytes
 PAGE_DIR = Path(__file__).resolve().parent.parent / "playground"
 # A checkout's examples/ (an installed wheel has none; its site-packages/examples, if any, belongs to someone else)
 CHECKOUT = PAGE_DIR.parent.parent
-EXAMPLES_DIR = CHECKOUT / "examples" if (CHECKOUT / "pyproject.toml").is_file() else CHECKOUT / "no-examples-outside-a-checkout"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -28,7 +27,7 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", 
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
          ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".json": "application/json",
          ".csv": "text/csv; charset=utf-8"}
-FILE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*\.(html|js|css|svg|png|jpg|json|csv)$")
+FILE_RE = re.compile(rf"^[a-z0-9][a-z0-9_-]*\.({'|'.join(suffix[1:] for suffix in TYPES)})$")
 
 
 def _listing(folder: Path, suffixes: set[str]) -> dict[str, Path]:
@@ -39,7 +38,8 @@ def _listing(folder: Path, suffixes: set[str]) -> dict[str, Path]:
 
 
 PAGE_FILES = _listing(PAGE_DIR, {".html", ".js", ".css", ".svg"})
-EXAMPLE_FILES = _listing(EXAMPLES_DIR, {".png", ".jpg", ".json", ".csv"})  # .jpg: the road-sign photo
+EXAMPLE_FILES = (_listing(CHECKOUT / "examples", {".png", ".jpg", ".json", ".csv"})  # .jpg: the road-sign photo
+                 if (CHECKOUT / "pyproject.toml").is_file() else {})
 
 router = APIRouter(include_in_schema=False)
 
