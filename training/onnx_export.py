@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from service.dequantize import prune_unused
+
 PARITY_ATOL = 1e-4
 PARITY_BATCHES = (1, 3, 64)
 
@@ -244,6 +246,29 @@ def store_weights_fp16(path: Path, min_elements: int = FP16_MIN_ELEMENTS) -> int
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return len(casts)
+
+
+def float_weights_graph(path: Path, out: Path, output: str) -> Path:
+    """The inverse of ``store_weights_fp16`` for a graph that is to be processed further (quantised): its FLOAT16
+    initializers behind a Cast back as FLOAT initializers, and ``output`` its only output (what fed only the others,
+    such as the OOD features, is pruned). Written to ``out``."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    halves = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in halves]
+    for cast in casts:  # the fp16 initializer itself goes with the pruning below
+        weight = numpy_helper.to_array(halves[cast.input[0]]).astype(np.float32)
+        graph.initializer.append(numpy_helper.from_array(weight, cast.output[0]))
+        graph.node.remove(cast)
+    kept = [o for o in graph.output if o.name == output]
+    del graph.output[:]
+    graph.output.extend(kept)
+    prune_unused(graph)
+    onnx.save(model, str(out))
+    return out
 
 
 def file_size(path: Path) -> int:

@@ -17,13 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from service.dequantize import prune_unused
 from training import cards, metrics
 from training.data import cifar10 as data
 from training.nets import count_parameters
 from training.nets.preprocess import Normalize
-from training.onnx_export import (benchmark, export_onnx, file_size, ort_session, parity_check, quantize_static_int8,
-                                  random_images, round_weights_to_fp16, store_weights_fp16)
+from training.onnx_export import (benchmark, export_onnx, file_size, float_weights_graph, ort_session, parity_check,
+                                  quantize_static_int8, random_images, round_weights_to_fp16, store_weights_fp16)
 from training.paths import models_dir
 from training.provenance import command_line, git_commit, hardware, training_command
 from training.recipes import get_recipe
@@ -141,7 +140,7 @@ def nearest_centroid_baseline(train_x: np.ndarray, train_y: np.ndarray, val_x: n
 def main(args: argparse.Namespace) -> int:
     """``neuroserve-train export cifar10|cifar10-small``: the CLI's arguments -> ``export_cifar``."""
     recipe = get_recipe(args.task)
-    if getattr(args, "int8_from_served", False):
+    if args.int8_from_served:
         return requantize_served(models_dir(args), recipe.data_dir(args), seed=args.seed, command=command_line(args.argv))
     members = load_members(recipe, [recipe.checkpoint_path(args), *map(Path, args.ensemble or [])])
     return export_cifar(members, models_dir(args), recipe.data_dir(args), tta=args.tta, fp16_weights=args.fp16_weights,
@@ -194,19 +193,11 @@ def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: P
             variants[KEPT_INT8] = {"path": models_root / "cifar10-int8" / "1" / "model.onnx",
                                    "accuracy": json.loads(int8_card.read_text())["metrics"]["accuracy"]}
     if name == "cifar10-resnet" and not keep_int8:
-        int8_dir = models_root / "cifar10-int8"
-        int8_path = int8_dir / "1" / "model.onnx"
-        rng = np.random.default_rng(seed)
-        calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
-        quantize_static_int8(onnx_path, int8_path, train_split.x[calib_index])
-        p8 = ort_predict(int8_path, val_split.x)
-        acc8 = metrics.accuracy_with_ci(p8.argmax(1), val_split.y)
-        agree = float((p8.argmax(1) == pred).mean())
-        print(f"cifar10-int8: validation accuracy {cards.fmt_prop(acc8)}; top-1 agreement with fp32 {agree:.4f}")
-        variants["cifar10-int8"] = {"path": int8_path, "accuracy": acc8, "agreement_with_fp32": agree,
-                                    "calibration": {"images": 512, "from": "train split (never validation)",
-                                                    "seed": seed, "method": "static QDQ, MinMax, per-channel "
-                                                    "int8 weights, uint8 activations, Conv/MatMul/Gemm"}}
+        int8 = quantize_int8(onnx_path, models_root / "cifar10-int8" / "1" / "model.onnx", train_split, val_split,
+                             pred, seed)
+        print(f"cifar10-int8: validation accuracy {cards.fmt_prop(int8['accuracy'])}; "
+              f"top-1 agreement with fp32 {int8['agreement_with_fp32']:.4f}")
+        variants["cifar10-int8"] = int8
     if name == "cifar10-resnet":
         small = models_root / "cifar10-small" / "1" / "model.onnx"
         small_card = models_root / "cifar10-small" / "card.json"
@@ -306,13 +297,28 @@ def export_cifar(members: list[tuple[nn.Module, dict[str, Any]]], models_root: P
                 **({"member_histories": [c["history"] for _, c in members]} if ensemble else {})}
         cards.write_card(model_dir, card, render_readme(name, description, card, per_class, parity))
         if "cifar10-int8" in variants:
-            write_int8(models_root, variants, provenance, cfg, parity, tta_level)
+            write_int8(models_root, variants, provenance, tta_level)
     print(f"export finished in {time.time() - t_start:.0f} s")
     return 0
 
 
-def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dict[str, Any], cfg, parity,
-               tta_level: int, int8_command: str | None = None) -> None:
+def quantize_int8(fp32_path: Path, int8_path: Path, train_split, val_split, fp32_labels: np.ndarray,
+                  seed: int) -> dict[str, Any]:
+    """cifar10-int8 from the fp32 graph at ``fp32_path`` by static QDQ, calibrated on 512 train-split images drawn
+    with ``seed``, scored on the validation split: its variant entry (path, accuracy, top-1 agreement with
+    ``fp32_labels``, calibration). Both the fp32 export and the re-quantisation of the served graph use it."""
+    rng = np.random.default_rng(seed)
+    calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
+    quantize_static_int8(fp32_path, int8_path, train_split.x[calib_index])
+    labels = ort_predict(int8_path, val_split.x).argmax(1)
+    return {"path": int8_path, "accuracy": metrics.accuracy_with_ci(labels, val_split.y),
+            "agreement_with_fp32": float((labels == fp32_labels).mean()),
+            "calibration": {"images": 512, "from": "train split (never validation)", "seed": seed,
+                            "method": "static QDQ, MinMax, per-channel int8 weights, uint8 activations, Conv/MatMul/Gemm"}}
+
+
+def write_int8(models_root: Path, variants: dict[str, Any], fp32_provenance: dict[str, Any], tta_level: int,
+               int8_command: str | None = None) -> None:
     """cifar10-int8's manifest and card. int8_command: the command that quantised it, when not the fp32 export
     itself (re-quantised from the served graph: the fp32 model's commands come first in its Recreate line)."""
     v = variants["cifar10-int8"]
@@ -356,29 +362,6 @@ See `models/cifar10-resnet/README.md` for data, training, limitations and the fu
     cards.write_card(model_dir, card, readme)
 
 
-def served_float_graph(served: Path, out: Path, output: str = "probabilities") -> Path:
-    """The served cifar10-resnet graph as a plain fp32 inference graph, for quantisation: its fp16-stored weights
-    (``store_weights_fp16``: FLOAT16 initializer -> Cast) back as FLOAT initializers, and ``output`` alone (the
-    OOD features go; ``neuroserve-train ood cifar10-int8`` adds the INT8 graph's own)."""
-    import onnx
-    from onnx import TensorProto, numpy_helper
-
-    model = onnx.load(str(served))
-    graph = model.graph
-    halves = {t.name: t for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
-    casts = [n for n in graph.node if n.op_type == "Cast" and n.input[0] in halves]
-    for cast in casts:  # the fp16 initializer itself goes with the pruning below
-        weight = numpy_helper.to_array(halves[cast.input[0]]).astype(np.float32)
-        graph.initializer.append(numpy_helper.from_array(weight, cast.output[0]))
-        graph.node.remove(cast)
-    kept = [o for o in graph.output if o.name == output]
-    del graph.output[:]
-    graph.output.extend(kept)
-    prune_unused(graph)  # what only fed the removed outputs (the OOD feature nodes)
-    onnx.save(model, str(out))
-    return out
-
-
 def requantize_served(models_root: Path, data_dir: Path, *, seed: int = 0, command: str = "") -> int:
     """cifar10-int8 re-quantised from the committed cifar10-resnet graph (no checkpoint needed): the same static
     QDQ recipe as ``export_cifar`` (512 train-split calibration images drawn with ``seed``), measured on the same
@@ -389,39 +372,31 @@ def requantize_served(models_root: Path, data_dir: Path, *, seed: int = 0, comma
     tta_level = next(level for level, (name, _) in TTA.items() if name == manifest["parameters"]["tta"])
     config = json.loads((fp32_dir / "card.json").read_text())["config"]  # the split the fp32 card was measured on
     train_split, val_split = data.load_splits(data_dir, config["val_size"], config["split_seed"],
-                                              file=config.get("data_file") or "train.npz")
+                                              file=config.get("data_file"))
     if len(val_split.y) != manifest["provenance"]["validation_images"]:
         raise SystemExit(f"validation split has {len(val_split.y)} images, cifar10-resnet was measured on "
                          f"{manifest['provenance']['validation_images']}")
     int8_path = models_root / "cifar10-int8" / "1" / "model.onnx"
     with tempfile.TemporaryDirectory() as tmp:
-        float_path = served_float_graph(served, Path(tmp) / "fp32.onnx")
-        rng = np.random.default_rng(seed)
-        calib_index = np.sort(rng.choice(len(train_split.x), size=512, replace=False))
-        quantize_static_int8(float_path, int8_path, train_split.x[calib_index])
-        p32, p8 = ort_predict(float_path, val_split.x), ort_predict(int8_path, val_split.x)
+        float_path = float_weights_graph(served, Path(tmp) / "fp32.onnx", "probabilities")
+        p32 = ort_predict(float_path, val_split.x)
+        int8 = quantize_int8(float_path, int8_path, train_split, val_split, p32.argmax(1), seed)
         bench_images = val_split.x[:64]
         fp32_latency, int8_latency = benchmark(float_path, bench_images), benchmark(int8_path, bench_images)
     acc32 = metrics.accuracy_with_ci(p32.argmax(1), val_split.y)
     served_acc = manifest["metrics"]["val_accuracy"]
     if abs(acc32["value"] - served_acc) > 1e-9:
         raise SystemExit(f"the float copy of {served} scores {acc32['value']}, its card says {served_acc}")
-    acc8 = metrics.accuracy_with_ci(p8.argmax(1), val_split.y)
-    agree = float((p8.argmax(1) == p32.argmax(1)).mean())
-    print(f"cifar10-int8: validation accuracy {cards.fmt_prop(acc8)} (fp32 {cards.fmt_prop(acc32)}); "
-          f"top-1 agreement with fp32 {agree:.4f}")
+    print(f"cifar10-int8: validation accuracy {cards.fmt_prop(int8['accuracy'])} (fp32 {cards.fmt_prop(acc32)}); "
+          f"top-1 agreement with fp32 {int8['agreement_with_fp32']:.4f}")
+    int8["calibration"]["source_graph"] = ("models/cifar10-resnet/1/model.onnx (fp16-stored weights read back as "
+                                           "fp32; OOD output dropped)")
     variants = {
-        "cifar10-int8": {"path": int8_path, "accuracy": acc8, "agreement_with_fp32": agree, "latency": int8_latency,
-                         "onnx_bytes": file_size(int8_path),
-                         "calibration": {"images": 512, "from": "train split (never validation)", "seed": seed,
-                                         "method": "static QDQ, MinMax, per-channel int8 weights, uint8 activations, "
-                                                   "Conv/MatMul/Gemm",
-                                         "source_graph": "models/cifar10-resnet/1/model.onnx (fp16-stored weights "
-                                                         "read back as fp32; OOD output dropped)"}},
+        "cifar10-int8": {**int8, "latency": int8_latency, "onnx_bytes": file_size(int8_path)},
         "cifar10-resnet": {"path": served, "accuracy": acc32, "latency": fp32_latency, "onnx_bytes": file_size(served)},
     }
     provenance = {**manifest["provenance"], "export_hardware": hardware(), "git_commit": git_commit()}
-    write_int8(models_root, variants, provenance, None, None, tta_level, int8_command=command)
+    write_int8(models_root, variants, provenance, tta_level, int8_command=command)
     return 0
 
 
