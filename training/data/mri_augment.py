@@ -149,38 +149,6 @@ def invert(x01: torch.Tensor, gen: torch.Generator, p: float = 0.3) -> torch.Ten
     return torch.where(apply, inv, x01)
 
 
-def random_conv_mix(x01: torch.Tensor, gen: torch.Generator, p: float = 0.5, layers: int = 4,
-                    channels: int = 4) -> torch.Tensor:
-    """Global intensity non-linear augmentation (GIN, Ouyang et al. 2021, "Causality-inspired single-source domain
-    generalization for medical image segmentation"): with probability p per image, a freshly drawn shallow random
-    conv net (kernels 1x1 or 3x3, leaky ReLU) re-renders the image with new tissue intensities and local texture,
-    rescaled to [0,1] inside the head and mixed with the original by a random weight. Shapes stay, the contrast
-    mechanism changes, as between MRI sequences; unlike a pointwise curve it also changes how edges and texture look."""
-    b, _, hgt, wid = x01.shape
-    apply = _u(gen, b) < p
-    if not apply.any():
-        return x01
-    h = x01.reshape(1, b, hgt, wid)
-    cin = 1
-    for i in range(layers):
-        cout = 1 if i == layers - 1 else channels
-        k = 3 if float(_u(gen, 1)) < 0.5 else 1
-        weight = torch.randn(b * cout, cin, k, k, generator=gen)
-        h = F.conv2d(h, weight, torch.randn(b * cout, generator=gen) * 0.1, padding=k // 2, groups=b)
-        if i < layers - 1:
-            h = F.leaky_relu(h, 0.2)
-        cin = cout
-    out = h.reshape(b, 1, hgt, wid)
-    mask = filled_head_mask(x01, threshold=FG_THRESHOLD)
-    big = torch.finfo(out.dtype).max
-    lo = torch.where(mask > 0, out, torch.full_like(out, big)).amin(dim=(2, 3), keepdim=True)
-    hi = torch.where(mask > 0, out, torch.full_like(out, -big)).amax(dim=(2, 3), keepdim=True)
-    out = ((out - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1) * mask
-    alpha = _u(gen, b).view(-1, 1, 1, 1)
-    mixed = alpha * out + (1 - alpha) * x01
-    return torch.where(apply.view(-1, 1, 1, 1), mixed, x01)
-
-
 def bias_field(x01: torch.Tensor, gen: torch.Generator, p: float = 0.5, strength: float = 0.35, grid: int = 3) -> torch.Tensor:
     """Smooth multiplicative intensity inhomogeneity: exp(upsampled coarse gaussian field)."""
     b, _, h, w = x01.shape

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from training import metrics
 from training.config import config_from_checkpoint
 from training.data import tumor as data
-from training.data.mri_augment import ForegroundNorm, random_conv_mix, strong_augment
+from training.data.mri_augment import ForegroundNorm, strong_augment
 from training.data.tumor_groups import area_groups, balanced_weights, source_groups
 from training.loop import epoch_generator, fit, load_checkpoint, seed_everything, setup_torch
 from training.nets import count_parameters
@@ -73,8 +73,6 @@ class TumorConfig:
     sampler: str = "uniform"
     groups: int = 6
     weight_cap: float = 8.0
-    gin_p: float = 0.0  # probability of mri_augment.random_conv_mix (random conv-net re-rendering), after aug
-    mirror_difference: bool = False  # TumorCNN's |x - mirror(x)| input channel (a left-right asymmetry cue)
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -91,11 +89,6 @@ def normalise01(x01: torch.Tensor, mean: float, std: float, norm: str = "global"
 
 
 def train_augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.Tensor:
-    x01 = _base_augment(x01, cfg, gen)
-    return random_conv_mix(x01, gen, p=cfg.gin_p) if cfg.gin_p > 0 else x01
-
-
-def _base_augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.Tensor:
     if cfg.aug == "light":
         return augment(x01, cfg, gen)
     if cfg.aug == "strong":
@@ -169,7 +162,7 @@ class TumorRecipe(Recipe):
     default = TumorConfig()
 
     def build(self, cfg: TumorConfig) -> TumorCNN:
-        return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout, mirror_difference=cfg.mirror_difference)
+        return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout)
 
     def prepare(self, args: argparse.Namespace) -> int:
         if not args.source:
