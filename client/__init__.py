@@ -13,8 +13,8 @@ from client._version import __version__
 
 _EXPORTS = {
     "client.aio": ["AsyncNeuroserveClient"],
-    "client.errors": ["AuthenticationError", "BadRequestError", "NeuroserveConnectionError", "NeuroserveError",
-                      "NeuroserveTimeoutError", "NotFoundError", "PayloadTooLargeError", "ServerError",
+    "client.errors": ["AuthenticationError", "BadRequestError", "ConflictError", "NeuroserveConnectionError",
+                      "NeuroserveError", "NeuroserveTimeoutError", "NotFoundError", "PayloadTooLargeError", "ServerError",
                       "ServiceUnavailableError", "UnsupportedMediaTypeError"],
     "client.results": ["ChatCompletion", "Classification", "ClassifyResult", "Detection", "DetectionResult",
                        "DeteriorationResult", "Explanation", "ImageDetections",
@@ -43,8 +43,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from client.aio import AsyncNeuroserveClient
-    from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError, NeuroserveError,
-                               NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
+    from client.errors import (AuthenticationError, BadRequestError, ConflictError, NeuroserveConnectionError,
+                               NeuroserveError, NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                                ServiceUnavailableError, UnsupportedMediaTypeError)
     from client.results import (ChatCompletion, Classification, ClassifyResult, Detection, DetectionResult,
                                 DeteriorationResult, Explanation, ImageDetections,

@@ -30,6 +30,11 @@ class NotFoundError(NeuroserveError):
     """404: unknown model, version or route."""
 
 
+class ConflictError(NeuroserveError):
+    """409 (gRPC FAILED_PRECONDITION): the call conflicts with the server's state, e.g. loading or unloading a model
+    while several workers serve."""
+
+
 class PayloadTooLargeError(NeuroserveError):
     """413: too large a body, too many images or too many pixels."""
 
@@ -95,7 +100,7 @@ def error_for(response: httpx.Response, attempts: int = 1) -> NeuroserveError:
     if status in (429, 503):
         return ServiceUnavailableError(message, retry_after=retry_after_seconds(response), attempts=attempts, **details)
     kinds = {400: BadRequestError, 422: BadRequestError, 401: AuthenticationError, 403: AuthenticationError,
-             404: NotFoundError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError}
+             404: NotFoundError, 409: ConflictError, 413: PayloadTooLargeError, 415: UnsupportedMediaTypeError}
     kind = kinds.get(status, ServerError if status >= 500 else NeuroserveError)
     return kind(message, **details)
 

@@ -22,8 +22,8 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from client.errors import (AuthenticationError, BadRequestError, NeuroserveConnectionError, NeuroserveError,
-                           NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
+from client.errors import (AuthenticationError, BadRequestError, ConflictError, NeuroserveConnectionError,
+                           NeuroserveError, NeuroserveTimeoutError, NotFoundError, PayloadTooLargeError, ServerError,
                            ServiceUnavailableError)
 from client.tensors import NUMPY_TYPES, _bytes_elements, _json_elements, datatype_of, tensor_bytes
 from service.protocol import grpc_service_pb2 as pb
@@ -35,7 +35,7 @@ DEFAULT_TIMEOUT_S = 60.0
 ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: (BadRequestError, 400), grpc.StatusCode.UNAUTHENTICATED: (AuthenticationError, 401),
           grpc.StatusCode.PERMISSION_DENIED: (AuthenticationError, 403), grpc.StatusCode.NOT_FOUND: (NotFoundError, 404),
           grpc.StatusCode.RESOURCE_EXHAUSTED: (PayloadTooLargeError, 413),
-          grpc.StatusCode.FAILED_PRECONDITION: (BadRequestError, 409),
+          grpc.StatusCode.FAILED_PRECONDITION: (ConflictError, 409),
           grpc.StatusCode.UNAVAILABLE: (ServiceUnavailableError, 503), grpc.StatusCode.INTERNAL: (ServerError, 500)}
 
 

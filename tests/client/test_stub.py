@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from client import (AsyncNeuroserveClient, BadRequestError, ChatCompletion, NeuroserveClient,
+from client import (AsyncNeuroserveClient, BadRequestError, ChatCompletion, ConflictError, NeuroserveClient,
                     NeuroserveConnectionError, NeuroserveTimeoutError, RetryPolicy, ServerError,
                     ServiceUnavailableError, Translation)
 from tests.client.conftest import Stub, chunk, sse
@@ -158,6 +158,18 @@ def test_client_errors_and_readiness_are_not_retried():
         health = ns.health()
     assert health.live and not health.ready and health.loading == ["big"] and health.failed == {"bad": "no file"}
     assert len(not_ready.requests) == 2
+
+
+def test_conflict_is_the_same_typed_error_over_rest_and_grpc():
+    """409 (REST) and FAILED_PRECONDITION (gRPC, the server's mapping of 409) both raise ConflictError."""
+    grpc = pytest.importorskip("grpc")
+    from client.grpc_client import ERRORS
+
+    stub = flaky([409])
+    with sync_client(stub.transport()) as ns, pytest.raises(ConflictError) as raised:
+        ns.models()
+    assert raised.value.status == 409 and len(stub.requests) == 1  # not retried
+    assert ERRORS[grpc.StatusCode.FAILED_PRECONDITION] == (ConflictError, 409)
 
 
 def test_connection_errors_are_retried_then_typed():

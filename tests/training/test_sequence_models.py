@@ -19,6 +19,7 @@ from service.manifest import read_manifest
 from training.cli import main
 from training.recipes import get_recipe
 from training.data import sentiment as sdata
+from training.exporters.sentiment import selection_history
 from training.onnx_export import ort_session
 
 POS = ["a great , moving film", "it 's wonderful and funny", "truly a delight", "the best movie of the year !",
@@ -100,6 +101,15 @@ def test_length_batches_cover_every_row_once():
 
 # -- sentiment end to end ----------------------------------------------------------------------------
 @pytest.mark.timeout(180)
+def test_sentiment_cards_tell_each_cell_its_own_selection_history():
+    """The distillation and noisy-copy steps were chosen for sentiment-lstm; a re-exported GRU or RNN card must not
+    claim them (nor its 88.07%)."""
+    assert "88.07%" in selection_history("sentiment-lstm")
+    for cell in ("sentiment-gru", "sentiment-rnn"):
+        text = selection_history(cell)
+        assert "88.07%" not in text and "concern sentiment-lstm only" in text
+
+
 @pytest.mark.parametrize("task", ["sentiment-rnn", "sentiment-lstm"])
 def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer

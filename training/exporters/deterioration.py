@@ -4,6 +4,7 @@ its table by hours observed and the reliability plot)."""
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,11 @@ from training.recipes.deterioration import HOURS_SHOWN, DeteriorationRecipe, sta
 
 
 def main(args: argparse.Namespace) -> int:
-    return export_risk(DeteriorationRecipe(), args, extra_card, render)
+    return export_risk(DeteriorationRecipe(), args, partial(extra_card, args=args), render)
 
 
-def extra_card(recipe, onnx_path, val, info, model_dir, skip_plots, scores, threshold):
-    _, val_r = recipe._records  # read by load() in this export
+def extra_card(recipe, onnx_path, val, info, model_dir, skip_plots, scores, threshold, *, args):
+    _, val_r = recipe.records(args)  # the stays load() read in this export (cached, not read again)
     table = [Variable.from_dict(v) for v in info["variables"]]
     by_hours = []
     for h in HOURS_SHOWN:
