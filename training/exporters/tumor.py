@@ -326,7 +326,11 @@ def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_
         provenance["notes"] = note
     metric_block = {
         "external": external, "val_sensitivity_by_subtype": per_subtype, "at_val_only_threshold": report_val_only, "threshold_val_only": threshold_val,
-        "before": BEFORE, "before_screening": BEFORE_SCREENING,
+        "before": BEFORE,
+        # the screening-threshold row only when this export is another model (re-exporting those weights with that
+        # threshold would print the same figures twice)
+        **({} if round(auc, 4) == BEFORE_SCREENING["validation"]["auroc"]
+           and abs(threshold - BEFORE_SCREENING["threshold"]) < 1e-9 else {"before_screening": BEFORE_SCREENING}),
         "auroc": auc, "auroc_ci95": auc_ci, "at_threshold": report, "cross_fitted_2fold": honest,
         "calibration": calib, "subtype_accuracy": sub_acc, "subtype_balanced_accuracy": sub_bal,
         "subtype_confusion": sub_cm.tolist(), "baselines": baselines, "parity_max_abs_diff": parity["max_abs_diff"],
