@@ -218,10 +218,10 @@ def selection_history(name: str, extended_vocab: bool, distilled: bool) -> str:
                                else " (this cell kept the SST-2 words only)")
     if not distilled:
         return text + "; the later\n  steps (distillation, noisy copies) concern sentiment-lstm only."
-    return text + (f": {UNDISTILLED.get(name, 'n/a')}, served until 2026-12-05 -> this model: distilled from the\n"
-                   "  LSTM's teacher with the LSTM's final settings (its vocabulary, 6 noisy copies of each row of >= 6 tokens,\n"
-                   "  16 more of each row of >= 15 tokens, 3 epochs), applied to this cell as they stood: no run of its own\n"
-                   "  was compared or chosen between.")
+    return text + (f":\n  {UNDISTILLED.get(name, 'n/a')}, served until 2026-12-05 -> this model: distilled from the LSTM's teacher with the\n"
+                   "  LSTM's final settings (its vocabulary, 6 noisy copies of each row of >= 6 tokens, 16 more of each row\n"
+                   "  of >= 15 tokens, 3 epochs), applied to this cell as they stood: no run of its own was compared or chosen\n"
+                   "  between.")
 
 
 def render_readme(name: str, description: str, card: dict[str, Any], target: float) -> str:

@@ -314,13 +314,17 @@ class SentimentRecipe(Recipe):
         pred = predict_logits(model, data.encode(tok, val_set.texts, cfg.max_tokens)).argmax(1)
         return self.report(args, {"accuracy": metrics.accuracy_with_ci(pred, val_set.y)})
 
-    target = 0.87
+    target = 0.88  # issue 15: validation >= 88% so that the test figure clears 87% with margin
 
 
 class SentimentGRURecipe(SentimentRecipe):
     task = "sentiment-gru"
     priority = 5
-    default = SentimentConfig(model_name="sentiment-gru", arch="gru", vocab_corpora=("translation", "chat"))
+    target = 0.87
+    # the LSTM's distillation settings, taken as they stood (selection_history in exporters/sentiment.py)
+    default = SentimentConfig(model_name="sentiment-gru", arch="gru", vocab_corpora=("translation", "chat"),
+                              teachers=("sentiment-minilm-teacher",), augment_copies=6, augment_min_tokens=6,
+                              augment_long_copies=16, epochs=3)
 
 
 class SentimentRNNRecipe(SentimentRecipe):
