@@ -73,8 +73,6 @@ class TumorConfig:
     sampler: str = "uniform"
     groups: int = 6
     weight_cap: float = 8.0
-    ibn_stages: int = 0  # the first N stages normalise half their channels per image (nets.tumor_cnn.IBN)
-    mixup: float = 0.0  # mixup alpha (Zhang et al. 2018) on the binary head; 0 = off
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -164,7 +162,7 @@ class TumorRecipe(Recipe):
     default = TumorConfig()
 
     def build(self, cfg: TumorConfig) -> TumorCNN:
-        return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout, ibn_stages=cfg.ibn_stages)
+        return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout)
 
     def prepare(self, args: argparse.Namespace) -> int:
         if not args.source:
@@ -230,17 +228,10 @@ class TumorRecipe(Recipe):
                 idx = perm[i * bs : (i + 1) * bs]
                 xb = normalise01(train_augment(x01[idx], cfg, gen), mean, std, cfg.norm)
                 yb, sb = y[idx].to(device), sub[idx].to(device)
-                if cfg.mixup > 0:
-                    lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
-                    other = torch.randperm(len(idx), generator=gen)
-                    xb = lam * xb + (1 - lam) * xb[other]
                 t_logit, s_logit = model(xb.to(device))
-
-                def losses(yb: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
-                    loss_bin = (F.binary_cross_entropy_with_logits(t_logit, yb, reduction="none") * w_bin[yb.long()]).mean()
-                    return loss_bin + cfg.subtype_loss_weight * F.cross_entropy(s_logit, sb, weight=w_sub)
-
-                loss = losses(yb, sb) if cfg.mixup <= 0 else lam * losses(yb, sb) + (1 - lam) * losses(yb[other], sb[other])
+                loss_bin = (F.binary_cross_entropy_with_logits(t_logit, yb, reduction="none") * w_bin[yb.long()]).mean()
+                loss_sub = F.cross_entropy(s_logit, sb, weight=w_sub)
+                loss = loss_bin + cfg.subtype_loss_weight * loss_sub
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
