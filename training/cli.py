@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="export (cifar10): the test-time augmentation baked into the graph, instead of the "
                             "recipe's (0 none, 1 mirror, 2 mirror x 1 px shifts)")
         p.add_argument("--fp16-weights", action="store_true",
-                       help="export (cifar10): store the large weights as fp16 (rounded first; computed in fp32): "
-                            "half the file")
+                       help="export (cifar10, sentiment-*): store the large weights as fp16 (rounded first; computed "
+                            "in fp32): half the file")
         p.add_argument("--keep-int8", action="store_true",
                        help="export (cifar10): leave the committed cifar10-int8 as it is (no re-quantisation; the "
                             "card lists it with its own card's accuracy), e.g. when a larger net's INT8 copy would "

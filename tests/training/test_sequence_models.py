@@ -12,6 +12,7 @@ import json
 import re
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -111,6 +112,8 @@ def test_sentiment_cards_tell_each_cell_its_own_selection_history():
     assert "kept the SST-2 words only" in selection_history("sentiment-rnn", False, False)
     distilled = selection_history("sentiment-gru", True, True)
     assert "85.09%, served until" in distilled and "no run of its own" in distilled and "88.07%" not in distilled
+    rnn = selection_history("sentiment-rnn", True, True)  # distilled on the LSTM's vocabulary, from the SST-2 words
+    assert "kept the SST-2 words only" in rnn and "82.11%, served until" in rnn
 
 
 @pytest.mark.timeout(180)
@@ -119,8 +122,8 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
     from tokenizers import Tokenizer
 
     common = _common(seq_data, tmp_path)
-    # sentiment-lstm: without its teacher here (test_transformer_teacher_distils_into_the_lstm covers distillation)
-    extra = ["--set", "teachers="] if task == "sentiment-lstm" else []
+    # without their teacher here (test_transformer_teacher_distils_into_the_lstm covers distillation)
+    extra = ["--set", "teachers="]
     assert main(["train", task, "--epochs", "1", "--batch-size", "32", *common, *extra]) == 0
     path = tmp_path / "ckpt" / task / "last.pt"
     ckpt = torch.load(path, weights_only=False)
@@ -131,8 +134,12 @@ def test_sentiment_train_export_contract(seq_data, tmp_path, task):
         torch.save(ckpt, path)
     assert ckpt["meta"]["pretrain"]["epochs"] > 0  # skip-gram initialised embeddings
     models = tmp_path / "models"
-    assert main(["export", task, "--out", str(models), "--skip-card", *common]) == 0  # raises on parity failure
+    # the RNN stored with fp16 weights (as served): parity and every figure are of the rounded weights
+    fp16 = ["--fp16-weights"] if task == "sentiment-rnn" else []
+    assert main(["export", task, "--out", str(models), "--skip-card", *common, *fp16]) == 0  # raises on parity failure
     model_dir = models / task
+    stored = {init.data_type for init in onnx.load(str(model_dir / "1" / "model.onnx")).graph.initializer}
+    assert (onnx.TensorProto.FLOAT16 in stored) == bool(fp16)
     m = read_manifest(model_dir)
     assert m.task == "text-sentiment" and m.labels == ["negative", "positive"]
     assert [(t.name, t.datatype, t.shape) for t in m.inputs] == [("input_ids", "INT64", [-1, -1]),

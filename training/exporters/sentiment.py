@@ -22,7 +22,8 @@ from training import cards, metrics
 from training.data import sentiment as data
 from training.loop import setup_torch
 from training.nets.sequence import SentimentExport, SentimentNet
-from training.onnx_export import export_graph, parity_cases, run_onnx
+from training.onnx_export import (export_graph, parity_cases, round_weights_to_fp16, run_onnx,
+                                  store_weights_fp16)
 from training.paths import models_dir
 from training.provenance import command_line, git_commit, training_command
 from training.recipes import get_recipe
@@ -61,14 +62,16 @@ def main(args: argparse.Namespace) -> int:
     model, tok, cfg, ckpt = recipe.load_trained(args)
     return export_sentiment(model, tok, cfg, ckpt, models_dir(args), recipe.data_dir(args), priority=recipe.priority,
                             target=recipe.target, seed=args.seed, skip_card=args.skip_card,
-                            command=command_line(args.argv))
+                            command=command_line(args.argv), fp16_weights=args.fp16_weights)
 
 
 def export_sentiment(model: SentimentNet, tok, cfg: SentimentConfig, ckpt: dict[str, Any], models_root: Path,
                      data_dir: Path, *, priority: int = 0, target: float = 0.87, seed: int = 0, skip_card: bool = False,
-                     command: str = "") -> int:
+                     command: str = "", fp16_weights: bool = False) -> int:
     """A trained SentimentNet, its tokenizer, config and checkpoint -> models_root/<model_name>/: the graph (token ids
-    + lengths in), parity, accuracy through tokenizer.json + the graph (the served path), baselines, manifest, card."""
+    + lengths in), parity, accuracy through tokenizer.json + the graph (the served path), baselines, manifest, card.
+    ``fp16_weights``: the large weights (the embedding above all) rounded to fp16 and stored so, computed in fp32:
+    about half the file; every figure is measured on the rounded weights."""
     t_start = time.time()
     meta = ckpt["meta"]
     name = cfg.model_name
@@ -77,11 +80,15 @@ def export_sentiment(model: SentimentNet, tok, cfg: SentimentConfig, ckpt: dict[
     train_set, val_set = data.load_splits(data_dir, meta.get("limit"))
     vocab = meta["vocab"]
 
+    if fp16_weights:  # before anything is measured
+        round_weights_to_fp16(model)
     wrapper = SentimentExport(model).eval()
     rng = np.random.default_rng(1)
     example = {"input_ids": torch.randint(2, vocab, (2, 7)), "lengths": torch.tensor([7, 4])}
     export_graph(wrapper, example, onnx_path, ["probabilities"],
                  {"input_ids": {0: "batch", 1: "seq"}, "lengths": {0: "batch"}, "probabilities": {0: "batch"}})
+    if fp16_weights:
+        store_weights_fp16(onnx_path)
     cases = []
     for b in (1, 3, 64):
         for t in (1, 9, 40):
@@ -136,7 +143,7 @@ def export_sentiment(model: SentimentNet, tok, cfg: SentimentConfig, ckpt: dict[
                      [*(t["command"] for t in (meta.get("distill") or {}).get("teachers", [])), train_cmd,
                       command]],
         "seed": meta["seed"], "epochs": len(history["epochs"]), "train_wall_time_s": round(history["wall_time_s"], 1),
-        "total_compute_s": round(total_s, 1), "tokenizer_note": meta.get("tokenizer_note"),
+        "total_compute_s": round(total_s, 1), "tokenizer_note": meta.get("tokenizer_note"), "fp16_weights": fp16_weights,
         "pretrain": meta.get("pretrain") or None, "distill": meta.get("distill") or None,
         "hardware": meta["hardware"], "git_commit": git_commit(),
         "params": meta["params"], "vocab": vocab,
@@ -205,8 +212,9 @@ LSTM_STEPS = (
     '  training run, so its wall time below is inflated.')
 
 
-# validation accuracy of the GRU and RNN cells served before they were distilled too
-UNDISTILLED = {"sentiment-gru": "85.09%", "sentiment-rnn": "82.11%"}
+# the GRU and RNN cells as served before they were distilled too: validation accuracy, and whether that cell had been
+# retrained on the extended vocabulary (the RNN kept the SST-2 words until its distillation took the LSTM's)
+UNDISTILLED = {"sentiment-gru": ("85.09%", True), "sentiment-rnn": ("82.11%", False)}
 
 
 def selection_history(name: str, extended_vocab: bool, distilled: bool) -> str:
@@ -214,11 +222,12 @@ def selection_history(name: str, extended_vocab: bool, distilled: bool) -> str:
     distilled with the LSTM's final settings as they stood (no run of their own compared)."""
     if name == "sentiment-lstm":
         return SELECTION_COMMON + LSTM_STEPS
-    text = SELECTION_COMMON + (", with which this cell was retrained (adopted before the result was known)" if extended_vocab
-                               else " (this cell kept the SST-2 words only)")
+    before, was_extended = UNDISTILLED.get(name, ("n/a", extended_vocab))
+    text = SELECTION_COMMON + (", with which this cell was retrained (adopted before the result was known)"
+                               if (was_extended if distilled else extended_vocab) else " (this cell kept the SST-2 words only)")
     if not distilled:
         return text + "; the later\n  steps (distillation, noisy copies) concern sentiment-lstm only."
-    return text + (f":\n  {UNDISTILLED.get(name, 'n/a')}, served until 2026-12-05 -> this model: distilled from the LSTM's teacher with the\n"
+    return text + (f":\n  {before}, served until 2026-12-05 -> this model: distilled from the LSTM's teacher with the\n"
                    "  LSTM's final settings (its vocabulary, 6 noisy copies of each row of >= 6 tokens, 16 more of each row\n"
                    "  of >= 15 tokens, 3 epochs), applied to this cell as they stood: no run of its own was compared or chosen\n"
                    "  between.")
@@ -315,7 +324,7 @@ def render_readme(name: str, description: str, card: dict[str, Any], target: flo
 - Seed {p['seed']}; training wall time {p['train_wall_time_s'] / 60:.1f} min ({p['train_wall_time_s']:.0f} s incl. validation
   passes); all steps together (skip-gram, {"teachers' training and labelling, " if dist else ''}training):
   {p.get('total_compute_s', p['train_wall_time_s']) / 60:.1f} min, on {p['hardware']} (2 cores shared with other training runs).
-  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB. Git commit at export: {p['git_commit'] or 'n/a'}.
+  ONNX size {p['onnx_bytes'] / 1e6:.2f} MB{' (the large weights rounded to fp16 and stored so, computed in fp32; every figure here is of those weights)' if p.get('fp16_weights') else ''}. Git commit at export: {p['git_commit'] or 'n/a'}.
 
 ## Recreate
 ```

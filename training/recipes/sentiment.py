@@ -331,4 +331,7 @@ class SentimentRNNRecipe(SentimentRecipe):
     task = "sentiment-rnn"
     priority = 0
     target = 0.80
-    default = SentimentConfig(model_name="sentiment-rnn", arch="rnn", lr=1e-3)
+    # the LSTM's vocabulary and distillation settings, taken as they stood (selection_history in exporters/sentiment.py)
+    default = SentimentConfig(model_name="sentiment-rnn", arch="rnn", lr=1e-3, vocab_corpora=("translation", "chat"),
+                              teachers=("sentiment-minilm-teacher",), augment_copies=6, augment_min_tokens=6,
+                              augment_long_copies=16, epochs=3)
