@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from training.data.mri_augment import invert
+from training.data.tumor import TumorSet
 from training.data.tumor_groups import balanced_weights, image_stats, source_groups
+from training.recipes.tumor import without_group
 
 
 def _images(n: int, padded: bool, level: int, seed: int) -> np.ndarray:
@@ -57,3 +60,15 @@ def test_area_groups_are_head_size_quantiles():
     assert np.all(np.diff(a) > 0) and np.isclose(a[0], 36 / 4096)
     g = area_groups(x, k=3)
     assert g.tolist() == [0] * 10 + [1] * 10 + [2] * 10
+
+
+def test_group_aware_validation_leaves_exactly_one_acquisition_group_out():
+    x = np.concatenate([_images(100, False, 80, 0), _images(50, True, 200, 1)])
+    y = np.array([1] * 90 + [0] * 10 + [1] * 5 + [0] * 45)
+    train = TumorSet(x, y, y * 2, np.array([f"r{i}" for i in range(150)]))
+    g = source_groups(x, k=2, seed=0)
+    kept = without_group(train, 2, int(g[100]))  # the letterboxed, bright 'source' out
+    assert len(kept.y) == 100 and set(kept.source_path) == {f"r{i}" for i in range(100)}
+    assert kept.x.shape == (100, 64, 64, 1) and kept.subtype.tolist() == (y[:100] * 2).tolist()
+    with pytest.raises(SystemExit, match="not one of the 2 groups"):
+        without_group(train, 2, 2)

@@ -73,6 +73,9 @@ class TumorConfig:
     sampler: str = "uniform"
     groups: int = 6
     weight_cap: float = 8.0
+    # group-aware validation (scripts/tumor_group_cv.py): leave this acquisition group (source_groups of the train
+    # split into `groups` clusters, seed 0) out of training; -1 = train on every row
+    holdout_group: int = -1
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -116,6 +119,16 @@ def augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.
     contrast = (1 + (u(b) * 2 - 1) * 0.2).view(-1, 1, 1, 1)
     bright = ((u(b) * 2 - 1) * 0.08).view(-1, 1, 1, 1)
     return (x01.clamp(0, 1) ** gamma * contrast + bright).clamp(0, 1)
+
+
+def without_group(train_set: data.TumorSet, groups: int, holdout: int) -> data.TumorSet:
+    """The train split without one acquisition group (``source_groups(train_set.x, groups, seed=0)``), for
+    group-aware validation: the left-out rows are scored by a model that never saw their source."""
+    if not 0 <= holdout < groups:
+        raise SystemExit(f"tumor: holdout_group {holdout} is not one of the {groups} groups (0..{groups - 1})")
+    keep = source_groups(train_set.x, groups, seed=0) != holdout
+    print(f"holdout_group {holdout}: training on {int(keep.sum())} of {len(keep)} train rows")
+    return data.TumorSet(train_set.x[keep], train_set.y[keep], train_set.subtype[keep], train_set.source_path[keep])
 
 
 def load_onnx_weights(model: TumorCNN, path: str) -> int:
@@ -178,6 +191,8 @@ class TumorRecipe(Recipe):
         device = setup_torch(args.device)
         seed_everything(args.seed)
         train_set, val_set = data.load_splits(self.data_dir(args), args.limit)
+        if cfg.holdout_group >= 0:
+            train_set = without_group(train_set, cfg.groups, cfg.holdout_group)
         mean = float(train_set.x.mean() / 255.0)
         std = float(train_set.x.std() / 255.0)
         ext = data.load_external(self.data_dir(args))  # logged for model selection only, never trained on
