@@ -50,6 +50,9 @@ def train_all(args: argparse.Namespace) -> None:
             if proc.poll() is not None:
                 running.remove((g, proc))
                 if proc.returncode != 0:
+                    for _, other in running:  # no orphans left writing checkpoints a rerun would start again
+                        other.terminate()
+                        other.wait()
                     raise SystemExit(f"group {g} failed (exit {proc.returncode}): see {args.work_dir / f'g{g}.log'}")
                 (args.work_dir / f"g{g}.done").write_text("ok\n")
                 print(f"group {g}: trained", flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from training import ood
 from training.exporters import get_exporter
@@ -45,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--note", help="export: a provenance note for the card (e.g. how the run was interrupted)")
+        p.add_argument("--group-cv", type=Path,
+                       help="export (tumor): the --out JSON of scripts/tumor_group_cv.py, for the card's group-aware "
+                            "validation section")
         p.add_argument("--ensemble", nargs="+", metavar="CHECKPOINT",
                        help="export (cifar10): more trained checkpoints of the same task and split; the graph "
                             "averages their logits with the main checkpoint's")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,10 @@ import torch
 from service.manifest import read_manifest
 from training.cli import main
 from training.exporters.cifar10 import TTAClassifier
+from training.exporters.tumor import group_cv_section
 from training.onnx_export import ParityError, export_onnx, ort_session, parity_check, random_images
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _common(tiny_data, tmp_path):
@@ -113,6 +119,24 @@ def test_tumor_train_export(tiny_data, tmp_path):
     p, s = sess.run(None, {"images": np.zeros((3, 64, 64, 1), np.uint8)})
     assert p.shape == (3,) and s.shape == (3, 4)
     assert np.all((p >= 0) & (p <= 1))
+
+
+@pytest.mark.timeout(180)
+def test_tumor_group_cv_scores_each_left_out_group_and_the_card_reports_it(tiny_data, tmp_path):
+    """scripts/tumor_group_cv.py end to end on the tiny data: one model per left-out group, each scored on the rows
+    it never saw; the exporter's card section renders the result."""
+    out = tmp_path / "gcv.json"
+    subprocess.run([sys.executable, "-m", "scripts.tumor_group_cv", "--work-dir", str(tmp_path / "gcv"), "--data-dir",
+                    str(tiny_data), "--epochs", "1", "--groups", "2", "--out", str(out)],
+                   cwd=REPO, check=True, timeout=170, capture_output=True)
+    result = json.loads(out.read_text())
+    folds = result["folds"]
+    assert [f["group"] for f in folds] == [0, 1] and sum(f["n"] for f in folds) == 160
+    assert all(f["trained_on"] + f["n"] == 160 for f in folds)  # exactly the left-out rows were held back
+    assert 0.0 <= result["pooled_auroc"] <= 1.0 and len(result["pooled_auroc_ci95"]) == 2
+    section = group_cv_section({"group_cv": result, "auroc": 0.99})
+    assert "pooled AUROC over all left-out rows" in section and "| 0 | " in section and "| 1 | " in section
+
 
 
 def test_training_is_deterministic(tiny_data, tmp_path):

@@ -4,6 +4,7 @@ threshold for sensitivity >= 0.97 chosen on validation, metrics with CIs, ROC/co
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -232,12 +233,14 @@ def main(args: argparse.Namespace) -> int:
     """``neuroserve-train export tumor``: the CLI's arguments -> ``export_tumor``."""
     recipe = TumorRecipe()
     model, ckpt = recipe.load_trained(args)
+    group_cv = json.loads(args.group_cv.read_text()) if args.group_cv else None
     return export_tumor(model, ckpt, models_dir(args), recipe.data_dir(args), note=args.note,
-                        skip_card=args.skip_card, command=command_line(args.argv))
+                        skip_card=args.skip_card, command=command_line(args.argv), group_cv=group_cv)
 
 
 def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_dir: Path, *,
-                 note: str | None = None, skip_card: bool = False, command: str = "") -> int:
+                 note: str | None = None, skip_card: bool = False, command: str = "",
+                 group_cv: dict[str, Any] | None = None) -> int:
     """A trained TumorCNN and its checkpoint -> models_root/<model_name>/: Platt/temperature calibration on
     validation, the graph, parity, the screening threshold, validation and out-of-source figures, manifest, card."""
     torch.set_num_threads(2)
@@ -335,6 +338,7 @@ def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_
         "calibration": calib, "subtype_accuracy": sub_acc, "subtype_balanced_accuracy": sub_bal,
         "subtype_confusion": sub_cm.tolist(), "baselines": baselines, "parity_max_abs_diff": parity["max_abs_diff"],
         "latency_ms": latency,
+        **({"group_cv": group_cv} if group_cv else {}),
     }
     description = ("Two-head CNN on 64x64 grayscale brain MRI slices: calibrated P(tumour) and tumour subtype"
                    + ("; per-image intensity standardisation in the graph, trained for robustness to the scanner/source"
@@ -416,6 +420,36 @@ def _before_after_rows(m: dict[str, Any], threshold: float) -> list[list[str]]:
         rows += [["tumor_external_val (1,398)", "**after**", f"{threshold:.4f}", auc(e["auroc"], e["auroc_ci95"]),
                   pct(ea["sensitivity"]) + " " + frac(ea["sensitivity"]), pct(ea["specificity"]) + " " + frac(ea["specificity"])]]
     return rows
+
+
+def group_cv_section(m: dict[str, Any]) -> str:
+    """The card section for scripts/tumor_group_cv.py's result (empty without one)."""
+    g = m.get("group_cv")
+    if not g:
+        return ""
+    rows = []
+    for f in g["folds"]:
+        auc = f"{f['auroc']:.3f}" if f.get("auroc") is not None else "n/a (one class)"
+        rows.append([str(f["group"]), f"{f['n']} ({f['no_tumour']})", str(f["trained_on"]), f"{f['val_auroc']:.3f}", auc,
+                     f"{cards.fmt_prop(f['sensitivity'], 1)}", f"{cards.fmt_prop(f['specificity'], 1)}"])
+    table = cards.markdown_table(["left-out group", "rows (no tumour)", "trained on", "official validation AUROC",
+                                  "left-out AUROC", "left-out sensitivity", "left-out specificity"], rows)
+    lo, hi = g["pooled_auroc_ci95"]
+    return f"""
+## Group-aware validation: one acquisition group left out (`scripts/tumor_group_cv.py`)
+The training split mixes public collections whose file names do not say which; `training/data/tumor_groups.py`
+`source_groups` clusters it on image statistics (framing, background, tissue brightness and histogram) into
+{g['groups']} acquisition groups. The recipe was trained {g['groups']} more times (this model's settings, seed {g['seed']},
+{g['epochs']} epochs), each time without one group, and scored on the rows of the group it never saw (mirror TTA).
+Sensitivity and specificity are at the threshold each of those models gets on the official validation split
+(sensitivity >= 0.97 there): how a threshold set on known sources carries to an unseen one.
+- **pooled AUROC over all left-out rows {g['pooled_auroc']:.4f}** (95% CI {lo:.4f}-{hi:.4f}), against {m['auroc']:.4f} on the
+  official validation split, whose sources the model trained on.
+
+{table}
+
+Command: `{g['command']}`.
+"""
 
 
 def render_readme(name: str, description: str, card: dict[str, Any]) -> str:
@@ -570,7 +604,7 @@ Goals (issue 15): {goals}.
 - Subtype head: accuracy {cards.fmt_prop(m['subtype_accuracy'], 1)}, balanced accuracy {pct(m['subtype_balanced_accuracy'])}.
 
 ![ROC](roc.png) ![confusion matrix](confusion_matrix.png) ![subtype confusion](subtype_confusion_matrix.png)
-{ext_section}
+{ext_section}{group_cv_section(m)}
 ## Baselines beaten (measured on the official validation split)
 - the previous tumor-cnn: see the before/after table (it is the baseline that matters here).
 - always "tumour": sensitivity 100%, specificity 0%, AUROC 0.5.
