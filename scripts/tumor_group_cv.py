@@ -103,7 +103,7 @@ def main() -> int:
         pooled_y.append(y)
         pooled_score.append(t_out)
     y_all, s_all = np.concatenate(pooled_y), np.concatenate(pooled_score)
-    result = {"command": " ".join(sys.argv), "epochs": args.epochs, "seed": args.seed, "groups": args.groups,
+    result = {"command": " ".join(["python -m scripts.tumor_group_cv", *sys.argv[1:]]), "epochs": args.epochs, "seed": args.seed, "groups": args.groups,
               "pooled_auroc": metrics.auroc(y_all, s_all),
               "pooled_auroc_ci95": metrics.bootstrap_ci(metrics.auroc, y_all, s_all, n_boot=1000, stratify=y_all),
               "folds": folds}

@@ -435,6 +435,11 @@ def group_cv_section(m: dict[str, Any]) -> str:
     table = cards.markdown_table(["left-out group", "rows (no tumour)", "trained on", "official validation AUROC",
                                   "left-out AUROC", "left-out sensitivity", "left-out specificity"], rows)
     lo, hi = g["pooled_auroc_ci95"]
+    missed = [f for f in g["folds"] if f["sensitivity"]["value"] < MIN_EXTERNAL_SENSITIVITY]
+    missed_txt = ("- Left-out groups where that threshold finds fewer than "
+                  f"{100 * MIN_EXTERNAL_SENSITIVITY:.0f}% of the tumours: "
+                  + "; ".join(f"group {f['group']} ({f['sensitivity']['k']}/{f['sensitivity']['n']})" for f in missed)
+                  + ".\n" if missed else "")
     return f"""
 ## Group-aware validation: one acquisition group left out (`scripts/tumor_group_cv.py`)
 The training split mixes public collections whose file names do not say which; `training/data/tumor_groups.py`
@@ -445,7 +450,7 @@ Sensitivity and specificity are at the threshold each of those models gets on th
 (sensitivity >= 0.97 there): how a threshold set on known sources carries to an unseen one.
 - **pooled AUROC over all left-out rows {g['pooled_auroc']:.4f}** (95% CI {lo:.4f}-{hi:.4f}), against {m['auroc']:.4f} on the
   official validation split, whose sources the model trained on.
-
+{missed_txt}
 {table}
 
 Command: `{g['command']}`.
