@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> int:
     from training import metrics
     from training.data import tumor as data
+    from training.exporters.tumor import MIN_EXTERNAL_SENSITIVITY, MIN_SENSITIVITY
     from training.loop import setup_torch
-    from training.recipes.tumor import TumorRecipe, predict, to_float
+    from training.recipes.tumor import TumorRecipe, predict_images
 
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoints", nargs="+", type=Path)
@@ -39,15 +40,13 @@ def main() -> int:
 
     def logits(path: Path) -> tuple[np.ndarray, np.ndarray]:
         model, ckpt = recipe.load_checkpoint(path)
-        meta = ckpt["meta"]
-        norm = meta["config"].get("norm", "global")
-        return tuple(predict(model, to_float(s.x, meta["mean"], meta["std"], norm))[0] for s in (val, ext))
+        return tuple(predict_images(model, ckpt["meta"], s.x)[0] for s in (val, ext))
 
     def row(v: np.ndarray, e: np.ndarray) -> str:
         yv, ye = val.y.astype(bool), ext.y.astype(bool)
-        t_val = metrics.threshold_for_sensitivity(val.y, v, 0.97)
-        t_ext = metrics.threshold_for_sensitivity(ext.y, e, 0.90)
-        t = min(t_val, t_ext)
+        t_val = metrics.threshold_for_sensitivity(val.y, v, MIN_SENSITIVITY)
+        t_ext = metrics.threshold_for_sensitivity(ext.y, e, MIN_EXTERNAL_SENSITIVITY)
+        t = min(t_val, t_ext)  # the exporter's one-threshold rule
         figures = {"val_auroc": metrics.auroc(val.y, v), "ext_auroc": metrics.auroc(ext.y, e),
                    "val_spec@sens97": (v[~yv] < t_val).mean(), "ext_spec@sens90": (e[~ye] < t_ext).mean(),
                    "rule_val_sens": (v[yv] >= t).mean(), "rule_val_spec": (v[~yv] < t).mean(),

@@ -62,8 +62,9 @@ def main() -> int:
     from training import metrics
     from training.data import tumor as data
     from training.data.tumor_groups import source_groups
+    from training.exporters.tumor import MIN_SENSITIVITY
     from training.loop import setup_torch
-    from training.recipes.tumor import TumorRecipe, predict, to_float
+    from training.recipes.tumor import TumorRecipe, predict_images
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--work-dir", type=Path, required=True, help="checkpoints and logs, one folder per group")
@@ -89,12 +90,11 @@ def main() -> int:
         meta = ckpt["meta"]
         if meta["config"].get("holdout_group") != g:
             raise SystemExit(f"{args.work_dir / f'g{g}'}: that checkpoint did not leave group {g} out")
-        norm = meta["config"].get("norm", "global")
         rows = groups == g
-        t_out, _ = predict(model, to_float(train_set.x[rows], meta["mean"], meta["std"], norm))
-        t_val, _ = predict(model, to_float(val_set.x, meta["mean"], meta["std"], norm))
+        t_out, _ = predict_images(model, meta, train_set.x[rows])
+        t_val, _ = predict_images(model, meta, val_set.x)
         y = train_set.y[rows]
-        threshold = metrics.threshold_for_sensitivity(val_set.y, t_val, 0.97)
+        threshold = metrics.threshold_for_sensitivity(val_set.y, t_val, MIN_SENSITIVITY)
         fold = {"group": g, "n": int(rows.sum()), "no_tumour": int((y == 0).sum()),
                 "trained_on": int(meta["n_train"]), "val_auroc": metrics.auroc(val_set.y, t_val),
                 "auroc": metrics.auroc(y, t_out) if 0 < y.sum() < len(y) else None,

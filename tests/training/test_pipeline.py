@@ -138,7 +138,6 @@ def test_tumor_group_cv_scores_each_left_out_group_and_the_card_reports_it(tiny_
     assert "pooled AUROC over all left-out rows" in section and "| 0 | " in section and "| 1 | " in section
 
 
-
 def test_training_is_deterministic(tiny_data, tmp_path):
     weights = []
     for run in ("a", "b"):

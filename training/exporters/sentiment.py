@@ -222,9 +222,11 @@ def selection_history(name: str, extended_vocab: bool, distilled: bool) -> str:
     distilled with the LSTM's final settings as they stood (no run of their own compared)."""
     if name == "sentiment-lstm":
         return SELECTION_COMMON + LSTM_STEPS
-    before, was_extended = UNDISTILLED.get(name, ("n/a", extended_vocab))
+    before, vocab_before = UNDISTILLED.get(name, ("n/a", extended_vocab))
+    # a distilled cell's history is its undistilled predecessor's (whose vocabulary the config no longer shows)
+    retrained_on_extended = vocab_before if distilled else extended_vocab
     text = SELECTION_COMMON + (", with which this cell was retrained (adopted before the result was known)"
-                               if (was_extended if distilled else extended_vocab) else " (this cell kept the SST-2 words only)")
+                               if retrained_on_extended else " (this cell kept the SST-2 words only)")
     if not distilled:
         return text + "; the later\n  steps (distillation, noisy copies) concern sentiment-lstm only."
     return text + (f":\n  {before}, served until 2026-12-05 -> this model: distilled from the LSTM's teacher with the\n"

@@ -22,7 +22,7 @@ from training.nets.tumor_cnn import TumorCNN
 from training.onnx_export import benchmark, export_onnx, file_size, ort_session, parity_check, random_images
 from training.paths import models_dir
 from training.provenance import command_line, git_commit, training_command
-from training.recipes.tumor import TumorRecipe, predict, to_float
+from training.recipes.tumor import TumorRecipe, predict_images
 
 MIN_SENSITIVITY = 0.97
 MIN_EXTERNAL_SENSITIVITY = 0.90  # screening floor on the out-of-source set (tumor_external_val), issue 15
@@ -255,7 +255,7 @@ def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_
 
     # calibration on validation (torch logits with the same mirror TTA as the graph)
     norm = cfg.get("norm", "global")
-    t_logit, s_logit = predict(model, to_float(val_set.x, meta["mean"], meta["std"], norm), tta=True)
+    t_logit, s_logit = predict_images(model, meta, val_set.x)
     a, b = fit_platt(t_logit, y)
     temperature = fit_temperature(s_logit, sub)
     print(f"Platt a={a:.4f} b={b:.4f}; subtype temperature {temperature:.4f}")

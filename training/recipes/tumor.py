@@ -170,6 +170,12 @@ def predict(model: TumorCNN, x: torch.Tensor, tta: bool = True, batch: int = 256
     return torch.cat(tl).numpy(), torch.cat(sl).numpy()
 
 
+def predict_images(model: TumorCNN, meta: dict[str, Any], x_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A trained checkpoint's (tumour logits, subtype logits) on uint8 NHWC images: its own normalisation (``meta``
+    of the checkpoint) and mirror TTA, as the exported graph computes them before calibration."""
+    return predict(model, to_float(x_uint8, meta["mean"], meta["std"], meta["config"].get("norm", "global")))
+
+
 class TumorRecipe(Recipe):
     task = "tumor"
     default = TumorConfig()
@@ -306,7 +312,7 @@ class TumorRecipe(Recipe):
         model, ckpt = self.load_trained(args)
         meta = ckpt["meta"]
         _, val_set = data.load_splits(self.data_dir(args), meta.get("limit"))
-        t, s = predict(model, to_float(val_set.x, meta["mean"], meta["std"], meta["config"].get("norm", "global")))
+        t, s = predict_images(model, meta, val_set.x)
         return self.report(args, {
             "auroc": metrics.auroc(val_set.y, t),
             "auroc_ci95": metrics.bootstrap_ci(metrics.auroc, val_set.y, t, n_boot=500, stratify=val_set.y),
