@@ -207,3 +207,44 @@ def strong_augment(x01: torch.Tensor, gen: torch.Generator, *, rotate_deg: float
     x = gaussian_blur(x, gen, p=blur_p)
     x = gaussian_noise(x, gen, p=noise_p)
     return x.clamp(0, 1)
+
+
+def synthetic_lesion(x01: torch.Tensor, gen: torch.Generator, *, radius_min: float = 3.0, radius_max: float = 12.0,
+                     inset: int = 4) -> torch.Tensor:
+    """Paste one synthetic mass into each image's brain: an irregular ellipse (random radii and angle, its edge
+    perturbed by smooth noise) brighter than the tissue it covers, with a fainter oedema halo around it, sometimes a
+    darker necrotic core (ring enhancement), textured. Placed at a random pixel of the head mask eroded by ``inset``
+    (images with too little head are returned unchanged). Used to turn no-tumour scans into tumour examples, so the
+    look of the source that supplied most no-tumour scans stops predicting the label; what is left to learn is the
+    lesion itself."""
+    b, _, h, w = x01.shape
+    head = erode(filled_head_mask(x01), inset).view(b, -1)
+    has_head = head.sum(1) > 20
+    weights = torch.where(has_head.view(-1, 1), head, torch.ones_like(head))
+    centre = torch.multinomial(weights, 1, generator=gen).view(-1)
+    cy, cx = (centre // w).float().view(-1, 1, 1), (centre % w).float().view(-1, 1, 1)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=x01.dtype), torch.arange(w, dtype=x01.dtype), indexing="ij")
+    rx = (radius_min + _u(gen, b) * (radius_max - radius_min)).view(-1, 1, 1)
+    ry = rx * (0.6 + 0.8 * _u(gen, b)).view(-1, 1, 1)
+    ang = (_u(gen, b) * math.pi).view(-1, 1, 1)
+    dx, dy = xs - cx, ys - cy
+    u = (dx * torch.cos(ang) + dy * torch.sin(ang)) / rx
+    v = (-dx * torch.sin(ang) + dy * torch.cos(ang)) / ry
+    dist = torch.sqrt(u**2 + v**2)  # 1 on the ellipse's edge
+    edge_noise = F.interpolate(torch.randn(b, 1, 6, 6, generator=gen), size=(h, w), mode="bicubic",
+                               align_corners=True).view(b, h, w) * 0.25
+    core = torch.sigmoid((1.0 - dist + edge_noise) * 6.0)
+    halo = torch.sigmoid((1.0 - dist / (1.4 + _u(gen, b).view(-1, 1, 1)) + edge_noise) * 4.0)
+    tissue = (x01.view(b, h, w) * core).sum((1, 2)) / core.sum((1, 2)).clamp(min=1e-3)
+    level = (tissue + 0.2 + 0.4 * _u(gen, b)).clamp(max=0.98).view(-1, 1, 1)
+    halo_gain = (0.05 + 0.15 * _u(gen, b)).view(-1, 1, 1) * (_u(gen, b) < 0.6).view(-1, 1, 1)
+    texture = 1.0 + 0.12 * F.interpolate(torch.randn(b, 1, 16, 16, generator=gen), size=(h, w), mode="bilinear",
+                                         align_corners=False).view(b, h, w)
+    ring = (_u(gen, b) < 0.3).view(-1, 1, 1)
+    necrosis = torch.sigmoid((0.55 - dist) * 10.0) * ring
+    lesion = level * texture * (1.0 - 0.6 * necrosis)
+    x = x01.view(b, h, w)
+    x = x + halo_gain * halo * (x > FG_THRESHOLD)
+    x = x * (1.0 - core) + lesion * core
+    inside = has_head.view(-1, 1, 1)
+    return torch.where(inside, x, x01.view(b, h, w)).clamp(0, 1).view(b, 1, h, w)
