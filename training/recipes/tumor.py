@@ -23,11 +23,11 @@ from tqdm import tqdm
 from training import metrics
 from training.config import config_from_checkpoint
 from training.data import tumor as data
-from training.data.mri_augment import ForegroundNorm, strong_augment, synthetic_lesion
+from training.data.mri_augment import ForegroundNorm, strong_augment
 from training.data.tumor_groups import area_groups, balanced_weights, source_groups
 from training.loop import epoch_generator, fit, load_checkpoint, seed_everything, setup_torch
 from training.nets import count_parameters
-from training.nets.tumor_cnn import TumorCNN, TumorPatchCNN
+from training.nets.tumor_cnn import TumorCNN
 from training.provenance import command_line, hardware
 from training.recipes.base import Recipe
 
@@ -76,12 +76,6 @@ class TumorConfig:
     # group-aware validation (scripts/tumor_group_cv.py): leave this acquisition group (source_groups of the train
     # split into `groups` clusters, seed 0) out of training; -1 = train on every row
     holdout_group: int = -1
-    # "global": TumorCNN (pooled over the whole image); "local": TumorPatchCNN (top-k of per-cell logits, 24 px view)
-    arch: str = "global"
-    top_k: int = 4
-    # probability that a no-tumour training image gets a synthetic mass pasted in (mri_augment.synthetic_lesion) and
-    # becomes a tumour example (subtype unknown: no subtype loss for it)
-    lesion_p: float = 0.0
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -92,43 +86,9 @@ def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: 
 
 def normalise01(x01: torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
     """float NCHW in [0,1] -> the network's input (global mean/std, or per-image foreground standardisation)."""
-    if norm.startswith("frame+"):
-        x01, norm = frame_by_moments(x01), norm[len("frame+"):]
     if norm == "global":
         return (x01 - mean) / std
-    if norm == "hist_eq":
-        return histogram_equalise(x01)
     return ForegroundNorm(norm)(x01)
-
-
-def histogram_equalise(x01: torch.Tensor, threshold: float = 0.04) -> torch.Tensor:
-    """Each image's foreground pixels replaced by their rank (0..1) among them, centred; background -2."""
-    b = len(x01)
-    flat = x01.reshape(b, -1)
-    fg = flat > threshold
-    rank = flat.argsort(1).argsort(1).to(x01.dtype)
-    n_bg = (~fg).sum(1, keepdim=True).to(x01.dtype)
-    n_fg = fg.sum(1, keepdim=True).to(x01.dtype).clamp(min=1)
-    eq = ((rank - n_bg + 0.5) / n_fg - 0.5) / 0.29
-    return torch.where(fg, eq, torch.full_like(eq, -2.0)).view_as(x01)
-
-
-def frame_by_moments(x01: torch.Tensor, threshold: float = 0.04, fill: float = 0.9) -> torch.Tensor:
-    """Centre each image on its foreground's centroid and scale it so that twice the foreground's larger standard
-    deviation (the radius of a uniform disc) spans ``fill`` of the half-width: the same framing for every source."""
-    b, _, h, w = x01.shape
-    m = (x01 > threshold).to(x01.dtype)
-    ys = torch.linspace(-1, 1, h, dtype=x01.dtype).view(1, 1, h, 1)
-    xs = torch.linspace(-1, 1, w, dtype=x01.dtype).view(1, 1, 1, w)
-    n = m.sum((1, 2, 3)).clamp(min=1)
-    cx, cy = (m * xs).sum((1, 2, 3)) / n, (m * ys).sum((1, 2, 3)) / n
-    sx = torch.sqrt((m * (xs - cx.view(-1, 1, 1, 1)) ** 2).sum((1, 2, 3)) / n)
-    sy = torch.sqrt((m * (ys - cy.view(-1, 1, 1, 1)) ** 2).sum((1, 2, 3)) / n)
-    s = (2 * torch.maximum(sx, sy) / fill).clamp(0.2, 1.5)
-    zero = torch.zeros_like(s)
-    theta = torch.stack([torch.stack([s, zero, cx], 1), torch.stack([zero, s, cy], 1)], 1)
-    grid = F.affine_grid(theta, [b, 1, h, w], align_corners=True)
-    return F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def train_augment(x01: torch.Tensor, cfg: TumorConfig, gen: torch.Generator) -> torch.Tensor:
@@ -220,11 +180,7 @@ class TumorRecipe(Recipe):
     task = "tumor"
     default = TumorConfig()
 
-    def build(self, cfg: TumorConfig) -> TumorCNN | TumorPatchCNN:
-        if cfg.arch == "local":
-            return TumorPatchCNN(tuple(cfg.widths), dropout=cfg.dropout, top_k=cfg.top_k)
-        if cfg.arch != "global":
-            raise SystemExit(f"tumor: unknown arch {cfg.arch!r} (global, local)")
+    def build(self, cfg: TumorConfig) -> TumorCNN:
         return TumorCNN(tuple(cfg.widths), dropout=cfg.dropout)
 
     def prepare(self, args: argparse.Namespace) -> int:
@@ -256,10 +212,6 @@ class TumorRecipe(Recipe):
         per_epoch = min(cfg.epoch_images, n) if cfg.epoch_images > 0 else n
         steps = math.ceil(per_epoch / bs)
         w_bin = class_weights(train_set.y, 2).to(device)
-        if cfg.lesion_p > 0:  # weights for the label mix the lesion pasting leaves (expected counts)
-            n_neg = float((train_set.y == 0).sum())
-            counts = torch.tensor([n_neg * (1 - cfg.lesion_p), n - n_neg * (1 - cfg.lesion_p)])
-            w_bin = (n / (2 * counts)).float().to(device)
         w_sub = class_weights(train_set.subtype, 4).to(device)
         sample_w = None
         if cfg.sampler in ("group", "area"):
@@ -295,19 +247,11 @@ class TumorRecipe(Recipe):
                        disable=args.quiet)
             for i in bar:
                 idx = perm[i * bs : (i + 1) * bs]
-                xb, yb, sb = x01[idx], y[idx], sub[idx]
-                if cfg.lesion_p > 0:
-                    paste = (yb == 0) & (torch.rand(len(idx), generator=gen) < cfg.lesion_p)
-                    if paste.any():
-                        xb = xb.clone()
-                        xb[paste] = synthetic_lesion(xb[paste], gen)
-                        yb = torch.where(paste, torch.ones_like(yb), yb)
-                        sb = torch.where(paste, torch.full_like(sb, -100), sb)
-                xb = normalise01(train_augment(xb, cfg, gen), mean, std, cfg.norm)
-                yb, sb = yb.to(device), sb.to(device)
+                xb = normalise01(train_augment(x01[idx], cfg, gen), mean, std, cfg.norm)
+                yb, sb = y[idx].to(device), sub[idx].to(device)
                 t_logit, s_logit = model(xb.to(device))
                 loss_bin = (F.binary_cross_entropy_with_logits(t_logit, yb, reduction="none") * w_bin[yb.long()]).mean()
-                loss_sub = F.cross_entropy(s_logit, sb, weight=w_sub, ignore_index=-100)
+                loss_sub = F.cross_entropy(s_logit, sb, weight=w_sub)
                 loss = loss_bin + cfg.subtype_loss_weight * loss_sub
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
