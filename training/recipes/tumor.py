@@ -76,9 +76,6 @@ class TumorConfig:
     # group-aware validation (scripts/tumor_group_cv.py): leave this acquisition group (source_groups of the train
     # split into `groups` clusters, seed 0) out of training; -1 = train on every row
     holdout_group: int = -1
-    # label-conditional adversary (gradient reversal) that predicts the acquisition group (source_groups, `groups`
-    # clusters) from the pooled features within each class; 0 = off
-    adv_weight: float = 0.0
 
 
 def to_float(x_uint8: np.ndarray | torch.Tensor, mean: float, std: float, norm: str = "global") -> torch.Tensor:
@@ -148,19 +145,6 @@ def load_onnx_weights(model: TumorCNN, path: str) -> int:
         raise SystemExit(f"--set init_onnx={path}: no matching tensors for {missing[:4]}... (same widths?)")
     model.load_state_dict({k: torch.from_numpy(inits[k].copy()) if k in inits else v for k, v in state.items()})
     return len(wanted)
-
-
-class GradReverse(torch.autograd.Function):
-    """Identity forward; gradient times -scale backward (domain-adversarial training, Ganin et al. 2016)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return -ctx.scale * grad, None
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
@@ -242,16 +226,10 @@ class TumorRecipe(Recipe):
             raise SystemExit(f"tumor: unknown sampler {cfg.sampler!r} (uniform, group, area)")
 
         model = self.build(cfg)
-        adv_head = None
-        if cfg.adv_weight > 0:
-            grp_all = torch.as_tensor(source_groups(train_set.x, cfg.groups, seed=0))
-            adv_head = torch.nn.Sequential(torch.nn.Linear(cfg.widths[-1], 64), torch.nn.ReLU(),
-                                           torch.nn.Linear(64, 2 * cfg.groups)).to(device)
         if cfg.init_onnx:
             print(f"warm start: {load_onnx_weights(model, cfg.init_onnx)} tensors from {cfg.init_onnx}")
         model = model.to(device)
-        params = list(model.parameters()) + (list(adv_head.parameters()) if adv_head is not None else [])
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps * cfg.epochs, pct_start=0.2)
         print(f"tumor: train {n} ({int((train_set.y == 0).sum())} no tumour), val {len(val_set.y)}, "
               f"params {count_parameters(model):,}, class weights {w_bin.tolist()} / {w_sub.tolist()}, {hardware()}"
@@ -271,20 +249,10 @@ class TumorRecipe(Recipe):
                 idx = perm[i * bs : (i + 1) * bs]
                 xb = normalise01(train_augment(x01[idx], cfg, gen), mean, std, cfg.norm)
                 yb, sb = y[idx].to(device), sub[idx].to(device)
-                if adv_head is not None:
-                    h = model.trunk(xb.to(device)).mean(dim=(2, 3))
-                    hd = model.dropout(h)
-                    t_logit, s_logit = model.tumor_head(hd).squeeze(1), model.subtype_head(hd)
-                    ramp = min(1.0, (epoch * steps + i) / max(1, steps * cfg.epochs * 0.3))
-                    a = adv_head(GradReverse.apply(h, cfg.adv_weight * ramp)).view(len(idx), 2, cfg.groups)
-                    a = a[torch.arange(len(idx)), yb.long()]
-                    loss_adv = F.cross_entropy(a, grp_all[idx].to(device))
-                else:
-                    t_logit, s_logit = model(xb.to(device))
-                    loss_adv = torch.zeros((), device=device)
+                t_logit, s_logit = model(xb.to(device))
                 loss_bin = (F.binary_cross_entropy_with_logits(t_logit, yb, reduction="none") * w_bin[yb.long()]).mean()
                 loss_sub = F.cross_entropy(s_logit, sb, weight=w_sub)
-                loss = loss_bin + cfg.subtype_loss_weight * loss_sub + loss_adv
+                loss = loss_bin + cfg.subtype_loss_weight * loss_sub
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
