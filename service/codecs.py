@@ -23,6 +23,30 @@ from service.runtime import DATATYPE_TO_NUMPY
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIMS = 8
 
+_PARAMETERS = {"type": "object", "description": "free-form; binary_data_size / binary_data_output are read"}
+# JSON schema of the request header ``parse_infer_request`` accepts (for the OpenAPI document): what it refuses with
+# a 400 that a schema can say, it says (required fields, datatypes, non-negative shapes, at most MAX_DIMS)
+INFER_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": _PARAMETERS,
+        "inputs": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "shape", "datatype"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "shape": {"type": "array", "maxItems": MAX_DIMS, "items": {"type": "integer", "minimum": 0}},
+                "datatype": {"type": "string", "enum": list(DATATYPES)},
+                "parameters": _PARAMETERS,
+                "data": {"description": "the values in row-major order, a flat or nested array (or one value for a "
+                                        "one-element tensor); absent when parameters.binary_data_size places them "
+                                        "in the binary part"}}}},
+        "outputs": {"type": "array", "items": {
+            "type": "object", "required": ["name"],
+            "properties": {"name": {"type": "string", "minLength": 1}, "parameters": _PARAMETERS}}},
+    },
+}
+
 
 @dataclass
 class InferInput:

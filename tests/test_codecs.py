@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from service.codecs import encode_infer_response, parse_infer_request
+from service.codecs import INFER_REQUEST_SCHEMA, encode_infer_response, parse_infer_request
 from service.errors import BadRequest
 from service.runtime import DATATYPE_TO_NUMPY
 
@@ -139,3 +139,33 @@ def test_pretty_printed_json_with_a_long_array_parses():
     for bad in (b"[NaN,", b'["\\ud800",', b"[123456789012345678901234567890,"):  # what orjson refuses stays refused
         with pytest.raises(BadRequest, match="not valid JSON"):
             parse_json_object(pretty.replace(b"[0,", bad, 1))
+
+
+def test_the_openapi_request_schema_agrees_with_the_parser():
+    """INFER_REQUEST_SCHEMA (docs/openapi.json) accepts what the parser accepts and refuses the structural errors it
+    refuses; value-level checks (sizes against shape, ranges per datatype) stay the parser's alone."""
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(INFER_REQUEST_SCHEMA)
+    Draft202012Validator.check_schema(INFER_REQUEST_SCHEMA)
+    accepted = [
+        {"inputs": [{"name": "x", "datatype": datatype, "shape": [1], "data": [True if datatype == "BOOL" else "a"
+                                                                              if datatype == "BYTES" else 1]}]}
+        for datatype in DATATYPE_TO_NUMPY
+    ] + [{"id": "r1", "parameters": {"binary_data_output": True},
+          "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 1], "data": [[1], [2]]}],
+          "outputs": [{"name": "y", "parameters": {"binary_data": False}}]},
+         {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": 1.5}]}]
+    for body in accepted:
+        parse_infer_request(orjson.dumps(body), None)
+        assert validator.is_valid(body), body
+    refused = [{}, {"inputs": []}, {"id": 5, "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}]},
+               {"inputs": [{"name": "", "datatype": "FP32", "shape": [1], "data": [1]}]},
+               {"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1], "data": [1]}]},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1] * 9, "data": [1]}]},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": "y"}]
+    for body in refused:
+        with pytest.raises(BadRequest):
+            parse_infer_request(orjson.dumps(body), None)
+        assert not validator.is_valid(body), body

@@ -156,6 +156,10 @@ def test_long_conversations_lose_their_oldest_turns(client):
     ({"messages": [{"role": "tool", "content": "x"}]}, 422, "messages.0.role", "role 'tool' is not supported"),
     ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, 422, "messages.0.content", "only text parts"),
     ({"messages": user("how are you " * 60)}, 422, "messages", "has room for"),
+    # strict types: OpenAI's own clients send these as numbers and booleans (schemathesis found seed=false accepted)
+    ({"messages": user("hi"), "seed": False}, 422, "seed", "valid integer"),
+    ({"messages": user("hi"), "n": 2.0}, 422, "n", "valid integer"),
+    ({"messages": user("hi"), "stream": "true"}, 422, "stream", "valid boolean"),
 ])
 def test_chat_errors_in_openai_shape(client, body, status, param, fragment):
     response = client.post("/v1/chat/completions", json=body)

@@ -135,6 +135,10 @@ def test_vision_routes_are_in_the_openapi_schema(client):
         operation = schema["paths"][path]["post"]
         assert {"multipart/form-data", "application/json"} <= set(operation["requestBody"]["content"])
         assert {"400", "413", "415", "422"} <= set(operation["responses"])
+        for form in operation["requestBody"]["content"].values():  # the server refuses unknown fields (422)
+            assert form["schema"]["additionalProperties"] is False
+    refused = client.post("/v1/tumor/detect", json={"images": [base64.b64encode(rgb(0)).decode()], "top_k": 1})
+    assert refused.status_code == 422 and "unknown fields ['top_k']" in refused.json()["error"]
 
 
 def _nchw_classifier(datatype: int):

@@ -12,7 +12,8 @@ import zlib
 from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.deps import DataPlaneDep, ModelName, mark_model
-from service.codecs import HEADER_LENGTH, encode_infer_response, parse_infer_request, parse_json_object
+from service.codecs import (HEADER_LENGTH, INFER_REQUEST_SCHEMA, encode_infer_response, parse_infer_request,
+                            parse_json_object)
 from service.dataplane import EXTENSIONS  # noqa: F401  (re-exported: its old home)
 from service.errors import BadRequest, PayloadTooLarge, ServiceUnavailable
 from service.repository import ModelVersion
@@ -26,6 +27,12 @@ ERROR_RESPONSES = {
     413: {"description": "Body too large"},
     503: {"description": "Model not ready, queue full or server draining (Retry-After)"},
 }
+
+INFER_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": INFER_REQUEST_SCHEMA},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description": (
+        "binary tensor data extension: the JSON header (this schema) and then the tensor bytes; "
+        "Inference-Header-Content-Length gives the header's length")}}}}}
 
 health = APIRouter(prefix="/v2/health", tags=["health"])
 router = APIRouter(prefix="/v2", tags=["open-inference-protocol"], dependencies=[Depends(require_api_key)],
@@ -105,14 +112,9 @@ def _decode_body(request: Request, body: bytes) -> bytes:
     return out
 
 
-@router.post("/models/{model_name}/infer", summary="Inference (JSON or binary tensors)",
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": {"type": "object"}},
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+@router.post("/models/{model_name}/infer", summary="Inference (JSON or binary tensors)", openapi_extra=INFER_BODY)
 @router.post("/models/{model_name}/versions/{model_version}/infer", summary="Inference on a version",
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": {"type": "object"}},
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+             openapi_extra=INFER_BODY)
 async def infer(model_name: ModelName, request: Request, plane: DataPlaneDep, model_version: str | None = None) -> Response:
     # Under overload, answer 503 before reading and parsing the body.
     mark_model(request, plane.check_capacity(model_name, model_version))

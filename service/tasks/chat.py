@@ -19,7 +19,7 @@ from service.api.deps import RepositoryDep, error_responses, mark_model, run_gen
 from service.errors import NeuroserveError, Unprocessable, error_body
 from service.generation.contract import CHAT_TASK
 from service.generation.engine import AsyncEvents, Job, cancel_unfinished
-from service.generation.runtime import ChatModel
+from service.generation.runtime import CHAT_ROLES, ChatModel
 from service.repository import ModelVersion
 from service.responses import GuardedStream, JSONBytes
 from service.security import require_api_key
@@ -39,17 +39,19 @@ ERRORS = error_responses(
 
 
 class ContentPart(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     type: str
     text: str | None = None
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
+    # an enum in the schema only: an unsupported role gets the OpenAI-style 422 naming the message (runtime check)
     role: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
-        description="system (or developer), user or assistant")
+        description="system (or developer), user or assistant",
+        json_schema_extra={"enum": list(CHAT_ROLES)})
     content: str | list[ContentPart] | None = Field(default=None, description="text, or a list of text parts")
     name: str | None = None
 
@@ -66,7 +68,7 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     include_usage: bool = False
 
@@ -77,7 +79,7 @@ Stop = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 class ChatCompletionRequest(BaseModel):
     """OpenAI's chat completion request; other OpenAI fields (logprobs, tools, penalties...) are ignored."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: str | None = Field(default=None, description="a chat model's name (or name:version); the default chat model otherwise")
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -192,9 +194,15 @@ async def _stream(request: Request, model: ModelVersion, job: Job, events: Async
     yield b"data: [DONE]\n\n"
 
 
+# One server-sent event of a streamed reply (OpenAPI 3.1 tools read a text/event-stream schema per event; 3.2 calls
+# it itemSchema): the generic SSE fields, data a chat.completion.chunk JSON object until the last event, [DONE]
+SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
+    "data": {"type": "string", "description": "a chat.completion.chunk JSON object; the last event's data is [DONE]"},
+    "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}}
+
+
 @router.post("/chat/completions", response_model=ChatCompletion, summary="Chat completion (OpenAI-compatible; stream=true for server-sent events)",
-             responses={**ERRORS, 200: {"content": {"application/json": {}, "text/event-stream": {
-                 "schema": {"type": "string", "description": "data: <chat.completion.chunk JSON> events, then data: [DONE]"}}}}})
+             responses={**ERRORS, 200: {"content": {"application/json": {}, "text/event-stream": {"schema": SSE_EVENT}}}})
 async def chat_completions(body: ChatCompletionRequest, request: Request, repo: RepositoryDep):
     model = repo.for_task(CHAT_TASK, body.model)
     mark_model(request, model)

@@ -63,7 +63,7 @@ def image_request_body(fields: dict, images_note: str) -> dict:
     """The OpenAPI request body of an image route (``openapi_extra``): ``images`` as multipart files or base64 JSON
     strings, plus the route's own option ``fields`` (JSON schemas), in both forms."""
     def form(item: dict) -> dict:
-        return {"schema": {"type": "object", "required": ["images"], "properties": {
+        return {"schema": {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
             "images": {"type": "array", "minItems": 1, "description": images_note, "items": item}, **fields}}}
 
     return {"requestBody": {"required": True, "content": {
