@@ -1,7 +1,8 @@
 """Compare tumor-cnn checkpoints, and the mean-logit ensembles of two or more of them, the way the served model is
 chosen: AUROC (mirror test-time augmentation, as the exported graph does) on the official validation split and on
 tumor_external_val, the specificity left at the screening points (sensitivity >= 0.97 on validation, >= 0.90
-outside), and the served one-threshold rule (the highest threshold that keeps both sensitivities).
+outside, point estimates), and the served one-threshold rule (the exporter's screening_threshold: both sensitivity goals
+at the lower end of their 95% intervals).
 
     .venv/bin/python -m scripts.tumor_compare CKPT [CKPT ...] [--data-dir ../shared/data] [--no-ensembles]
 
@@ -22,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 def main() -> int:
     from training import metrics
     from training.data import tumor as data
-    from training.exporters.tumor import MIN_EXTERNAL_SENSITIVITY, MIN_SENSITIVITY
+    from training.exporters.tumor import MIN_EXTERNAL_SENSITIVITY, MIN_SENSITIVITY, screening_threshold
     from training.loop import setup_torch
     from training.recipes.tumor import TumorRecipe, predict_images
 
@@ -46,7 +47,7 @@ def main() -> int:
         yv, ye = val.y.astype(bool), ext.y.astype(bool)
         t_val = metrics.threshold_for_sensitivity(val.y, v, MIN_SENSITIVITY)
         t_ext = metrics.threshold_for_sensitivity(ext.y, e, MIN_EXTERNAL_SENSITIVITY)
-        t = min(t_val, t_ext)  # the exporter's one-threshold rule
+        t = screening_threshold(val.y, v, ext.y, e)[0]  # the exporter's one-threshold rule
         figures = {"val_auroc": metrics.auroc(val.y, v), "ext_auroc": metrics.auroc(ext.y, e),
                    "val_spec@sens97": (v[~yv] < t_val).mean(), "ext_spec@sens90": (e[~ye] < t_ext).mean(),
                    "rule_val_sens": (v[yv] >= t).mean(), "rule_val_spec": (v[~yv] < t).mean(),

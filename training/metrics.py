@@ -109,6 +109,19 @@ def threshold_for_sensitivity(y: np.ndarray, prob: np.ndarray, min_sensitivity: 
     return float(pos[len(pos) - need]) if need > 0 else float(pos[-1]) + 1e-6
 
 
+def threshold_for_sensitivity_bound(y: np.ndarray, prob: np.ndarray, min_sensitivity: float, z: float = Z95) -> float:
+    """The highest threshold at which the Wilson lower bound of the sensitivity is >= min_sensitivity: the goal holds
+    with confidence (one-sided ~97.5% at z 1.96), not only at the point estimate. Where no threshold can show that
+    (too few positives), the threshold that keeps every positive."""
+    y = np.asarray(y).astype(bool)
+    pos = np.sort(np.asarray(prob, dtype=np.float64)[y])
+    n = len(pos)
+    for need in range(max(1, math.ceil(min_sensitivity * n - 1e-9)), n + 1):
+        if wilson(need, n, z)[0] >= min_sensitivity:
+            return float(pos[n - need])
+    return float(pos[0])
+
+
 def expected_calibration_error(y: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
     y = np.asarray(y, dtype=np.float64)
     prob = np.asarray(prob, dtype=np.float64)

@@ -34,6 +34,19 @@ def test_threshold_for_sensitivity_is_highest_that_meets_it():
     assert rep["confusion"]["tp"] + rep["confusion"]["fn"] == 100
 
 
+def test_threshold_for_sensitivity_bound_meets_the_goal_at_the_lower_ci_bound():
+    rng = np.random.default_rng(2)
+    y = np.r_[np.ones(600), np.zeros(300)].astype(int)
+    p = np.r_[rng.uniform(0.2, 1, 600), rng.uniform(0, 0.7, 300)]
+    point = metrics.threshold_for_sensitivity(y, p, 0.90)
+    bound = metrics.threshold_for_sensitivity_bound(y, p, 0.90)
+    assert bound < point  # the margin costs some threshold
+    kept = int((p[y == 1] >= bound).sum())
+    assert metrics.wilson(kept, 600)[0] >= 0.90 > metrics.wilson(kept - 1, 600)[0]  # the highest such threshold
+    # too few positives to show 97% with confidence: keep them all
+    assert metrics.threshold_for_sensitivity_bound([1, 1, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.97) == 0.7
+
+
 def test_confusion_and_bootstrap():
     cm = metrics.confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]), 3)
     assert cm.tolist() == [[1, 0, 0], [0, 1, 1], [0, 0, 1]]
