@@ -23,27 +23,32 @@ from service.runtime import DATATYPE_TO_NUMPY
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIMS = 8
 
-_PARAMETERS = {"type": "object", "description": "free-form; binary_data_size / binary_data_output are read"}
+def _parameters_schema(**known: dict) -> dict[str, Any]:
+    return {"type": ["object", "null"], "description": "free-form apart from the keys listed", "properties": known}
+
+
 # JSON schema of the request header ``parse_infer_request`` accepts (for the OpenAPI document): what it refuses with
-# a 400 that a schema can say, it says (required fields, datatypes, non-negative shapes, at most MAX_DIMS)
+# a 400 that a schema can say, it says (required fields, datatypes, non-negative shapes of at most MAX_DIMS, the
+# parameters it reads). The parser is stricter where JSON Schema cannot follow: a shape of 1.0 is an "integer" there.
 INFER_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["inputs"],
     "properties": {
-        "id": {"type": "string"},
-        "parameters": _PARAMETERS,
+        "id": {"type": ["string", "null"]},
+        "parameters": _parameters_schema(binary_data_output={"type": "boolean"}),
         "inputs": {"type": "array", "minItems": 1, "items": {
             "type": "object", "required": ["name", "shape", "datatype"],
             "properties": {
                 "name": {"type": "string", "minLength": 1},
                 "shape": {"type": "array", "maxItems": MAX_DIMS, "items": {"type": "integer", "minimum": 0}},
                 "datatype": {"type": "string", "enum": list(DATATYPES)},
-                "parameters": _PARAMETERS,
+                "parameters": _parameters_schema(binary_data_size={"type": "integer", "minimum": 0}),
                 "data": {"description": "the values in row-major order, a flat or nested array (or one value for a "
                                         "one-element tensor); absent when parameters.binary_data_size places them "
                                         "in the binary part"}}}},
-        "outputs": {"type": "array", "items": {
+        "outputs": {"type": ["array", "null"], "items": {
             "type": "object", "required": ["name"],
-            "properties": {"name": {"type": "string", "minLength": 1}, "parameters": _PARAMETERS}}},
+            "properties": {"name": {"type": "string", "minLength": 1},
+                           "parameters": _parameters_schema(binary_data={"type": "boolean"})}}},
     },
 }
 
@@ -231,9 +236,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     request_id = header.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise _fail("'id' must be a string")
-    parameters = header.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise _fail("'parameters' must be an object")
+    parameters = _parameters(header, "'parameters'")
     raw_inputs = header.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise _fail("'inputs' must be a non-empty list")
@@ -253,9 +256,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         if datatype not in DATATYPES:
             raise _fail(f"{where}: unknown datatype {datatype!r}")
         shape = _shape(raw.get("shape"), where)
-        params = raw.get("parameters") or {}
-        if not isinstance(params, dict):
-            raise _fail(f"{where}: 'parameters' must be an object")
+        params = _parameters(raw, f"{where}: 'parameters'")
         size = params.get("binary_data_size")
         if size is not None:
             if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -284,16 +285,24 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             raise _fail("'outputs' must be a list")
         outputs = []
         for index, raw in enumerate(raw_outputs):
-            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-                raise _fail(f"outputs[{index}] must be an object with a 'name'")
-            params = raw.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise _fail(f"outputs[{index}]: 'parameters' must be an object")
+            if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+                raise _fail(f"outputs[{index}] must be an object with a non-empty 'name'")
+            params = _parameters(raw, f"outputs[{index}]: 'parameters'")
             wants_binary = params.get("binary_data", binary_default)
             if not isinstance(wants_binary, bool):
                 raise _fail(f"outputs[{index}]: binary_data must be true or false")
             outputs.append(RequestedOutput(raw["name"], wants_binary))
     return InferRequest(request_id, inputs, outputs, binary_default, parameters)
+
+
+def _parameters(holder: dict, what: str) -> dict:
+    """A ``parameters`` member: absent or null is {}, anything else must be an object."""
+    value = holder.get("parameters")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(f"{what} must be an object")
+    return value
 
 
 def datatype_of(array: np.ndarray) -> str:

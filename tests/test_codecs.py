@@ -143,7 +143,8 @@ def test_pretty_printed_json_with_a_long_array_parses():
 
 def test_the_openapi_request_schema_agrees_with_the_parser():
     """INFER_REQUEST_SCHEMA (docs/openapi.json) accepts what the parser accepts and refuses the structural errors it
-    refuses; value-level checks (sizes against shape, ranges per datatype) stay the parser's alone."""
+    refuses; value-level checks (sizes against shape, ranges per datatype) stay the parser's alone, as does a shape of
+    1.0 (an "integer" to JSON Schema)."""
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(INFER_REQUEST_SCHEMA)
@@ -155,7 +156,9 @@ def test_the_openapi_request_schema_agrees_with_the_parser():
     ] + [{"id": "r1", "parameters": {"binary_data_output": True},
           "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 1], "data": [[1], [2]]}],
           "outputs": [{"name": "y", "parameters": {"binary_data": False}}]},
-         {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": 1.5}]}]
+         {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": 1.5}]},
+         {"id": None, "parameters": None, "outputs": None,
+          "inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1], "parameters": None}]}]
     for body in accepted:
         parse_infer_request(orjson.dumps(body), None)
         assert validator.is_valid(body), body
@@ -164,7 +167,14 @@ def test_the_openapi_request_schema_agrees_with_the_parser():
                {"inputs": [{"name": "x", "datatype": "FLOAT", "shape": [1], "data": [1]}]},
                {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1], "data": [1]}]},
                {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1] * 9, "data": [1]}]},
-               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": "y"}]
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": "y"},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "outputs": [{"name": ""}]},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}], "parameters": []},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1], "parameters": 0}]},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],
+                "parameters": {"binary_data_output": 1}},
+               {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1], "data": [1]}],
+                "outputs": [{"name": "y", "parameters": {"binary_data": "yes"}}]}]
     for body in refused:
         with pytest.raises(BadRequest):
             parse_infer_request(orjson.dumps(body), None)

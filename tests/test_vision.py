@@ -139,6 +139,9 @@ def test_vision_routes_are_in_the_openapi_schema(client):
             assert form["schema"]["additionalProperties"] is False
     refused = client.post("/v1/tumor/detect", json={"images": [base64.b64encode(rgb(0)).decode()], "top_k": 1})
     assert refused.status_code == 422 and "unknown fields ['top_k']" in refused.json()["error"]
+    # the multipart aliases the schema lists are taken as images
+    aliased = client.post("/v1/tumor/detect", files=[("file", ("a.png", rgb(1), "image/png"))])
+    assert aliased.status_code == 200 and len(aliased.json()["results"]) == 1
 
 
 def _nchw_classifier(datatype: int):

@@ -116,6 +116,8 @@ def threshold_for_sensitivity_bound(y: np.ndarray, prob: np.ndarray, min_sensiti
     y = np.asarray(y).astype(bool)
     pos = np.sort(np.asarray(prob, dtype=np.float64)[y])
     n = len(pos)
+    if n == 0:
+        raise ValueError("no positives: sensitivity is undefined")
     for need in range(max(1, math.ceil(min_sensitivity * n - 1e-9)), n + 1):
         if wilson(need, n, z)[0] >= min_sensitivity:
             return float(pos[n - need])

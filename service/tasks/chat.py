@@ -194,10 +194,11 @@ async def _stream(request: Request, model: ModelVersion, job: Job, events: Async
     yield b"data: [DONE]\n\n"
 
 
-# One server-sent event of a streamed reply (OpenAPI 3.1 tools read a text/event-stream schema per event; 3.2 calls
-# it itemSchema): the generic SSE fields, data a chat.completion.chunk JSON object until the last event, [DONE]
+# One server-sent event of a streamed reply, the generic SSE fields (OpenAPI 3.2 names this an itemSchema; on 3.1,
+# schemathesis validates each parsed event against the media type's schema)
 SSE_EVENT = {"type": "object", "required": ["data"], "properties": {
-    "data": {"type": "string", "description": "a chat.completion.chunk JSON object; the last event's data is [DONE]"},
+    "data": {"type": "string", "description": "a chat.completion.chunk JSON object (an {\"error\": ...} object if the "
+                                              "reply fails mid-stream); the last event's data is [DONE]"},
     "event": {"type": "string"}, "id": {"type": "string"}, "retry": {"type": "integer", "minimum": 0}}}
 
 

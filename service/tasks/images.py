@@ -26,6 +26,8 @@ RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.B
             "lanczos": Image.Resampling.LANCZOS, "nearest": Image.Resampling.NEAREST}
 
 T = TypeVar("T")
+# multipart file fields taken as images too (what common upload clients name them)
+FILE_FIELD_ALIASES = ("image", "file", "files")
 
 # Our own limit is enforced per request; this only stops Pillow's warning path from being the guard.
 Image.MAX_IMAGE_PIXELS = None
@@ -62,12 +64,16 @@ class ImageSpec:
 def image_request_body(fields: dict, images_note: str) -> dict:
     """The OpenAPI request body of an image route (``openapi_extra``): ``images`` as multipart files or base64 JSON
     strings, plus the route's own option ``fields`` (JSON schemas), in both forms."""
-    def form(item: dict) -> dict:
-        return {"schema": {"type": "object", "required": ["images"], "additionalProperties": False, "properties": {
-            "images": {"type": "array", "minItems": 1, "description": images_note, "items": item}, **fields}}}
+    def form(item: dict, aliases: tuple[str, ...] = ()) -> dict:
+        images = {"type": "array", "minItems": 1, "description": images_note, "items": item}
+        # no minItems on an alias: in a multipart body an empty list is the field left out
+        also = {name: {"type": "array", "description": "the same as images", "items": item} for name in aliases}
+        required = {"anyOf": [{"required": [name]} for name in ("images", *aliases)]} if aliases else {"required": ["images"]}
+        return {"schema": {"type": "object", **required, "additionalProperties": False,
+                           "properties": {"images": images, **also, **fields}}}
 
     return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": form({"type": "string", "format": "binary"}),
+        "multipart/form-data": form({"type": "string", "format": "binary"}, FILE_FIELD_ALIASES),
         "application/json": form({"type": "string", "format": "byte", "minLength": 4,
                                   "description": "base64 PNG, JPEG or WebP (a data: URL prefix is accepted)"}),
     }}}
@@ -109,7 +115,7 @@ async def _images_and_fields(request: Request, max_images: int, max_part_bytes: 
         files, options = [], {}
         for key, value in form.multi_items():
             if hasattr(value, "read"):
-                if key not in ("images", "image", "file", "files"):
+                if key != "images" and key not in FILE_FIELD_ALIASES:
                     raise BadRequest(f"unexpected file field {key!r}; send images in the 'images' field")
                 files.append(await value.read())
             else:

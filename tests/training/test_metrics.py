@@ -45,6 +45,8 @@ def test_threshold_for_sensitivity_bound_meets_the_goal_at_the_lower_ci_bound():
     assert metrics.wilson(kept, 600)[0] >= 0.90 > metrics.wilson(kept - 1, 600)[0]  # the highest such threshold
     # too few positives to show 97% with confidence: keep them all
     assert metrics.threshold_for_sensitivity_bound([1, 1, 1, 0], [0.9, 0.8, 0.7, 0.1], 0.97) == 0.7
+    with pytest.raises(ValueError, match="no positives"):
+        metrics.threshold_for_sensitivity_bound([0, 0], [0.1, 0.2], 0.9)
 
 
 def test_confusion_and_bootstrap():
