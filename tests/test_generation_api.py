@@ -126,6 +126,9 @@ def test_chat_stop_max_tokens_n_seed_and_ignored_fields(client):
     parts = chat(client, [{"role": "user", "content": [{"type": "text", "text": "how are "}, {"type": "text", "text": "you"}]}],
                  temperature=0).json()
     assert parts["choices"][0]["message"]["content"] == "i am fine thanks"
+    # null means the default, as in OpenAI's API (its python client sends "n": null when given None)
+    nulls = chat(client, user("hi"), temperature=0, n=None, stream=None).json()
+    assert len(nulls["choices"]) == 1 and nulls["object"] == "chat.completion"
 
 
 def test_long_conversations_lose_their_oldest_turns(client):

@@ -89,9 +89,10 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1, description="most tokens per choice; the model's max_new_tokens by default")
     max_completion_tokens: int | None = Field(default=None, ge=1, description="the same as max_tokens (OpenAI's newer name)")
     stop: Stop | list[Stop] | None = Field(default=None, description=f"up to {MAX_STOPS} strings that end the reply (not included)")
-    stream: bool = False
+    # null is the default for stream and n, as in OpenAI's API (its python client sends "n": null when given None)
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int = Field(default=1, ge=1, le=MAX_CHOICES, description="choices to generate")
+    n: int | None = Field(default=1, ge=1, le=MAX_CHOICES, description="choices to generate")
     seed: int | None = Field(default=None, description="the same seed, request and model give the same sampled reply")
     user: str | None = None
 
@@ -142,8 +143,8 @@ def _conversation(body: ChatCompletionRequest) -> list[tuple[str, str]]:
 def _job(runtime: ChatModel, body: ChatCompletionRequest, messages, events: AsyncEvents, max_tokens: int) -> Job:
     prompt = runtime.prompt(messages, max_tokens)
     seed = None if body.seed is None else body.seed % 2**64
-    return runtime.job(prompt, events.sink(0), n=body.n, max_new_tokens=max_tokens, stop=_stops(body.stop), seed=seed,
-                       sampling=runtime.sampling(body.temperature, body.top_p, body.top_k), stream=body.stream)
+    return runtime.job(prompt, events.sink(0), n=body.n or 1, max_new_tokens=max_tokens, stop=_stops(body.stop), seed=seed,
+                       sampling=runtime.sampling(body.temperature, body.top_p, body.top_k), stream=bool(body.stream))
 
 
 def _sse(payload: dict) -> bytes:
@@ -216,7 +217,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, repo: 
     reply = _Reply(model, len(job.tokens))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return GuardedStream(_stream(request, model, job, events, reply, body.n, include_usage),
+        return GuardedStream(_stream(request, model, job, events, reply, body.n or 1, include_usage),
                              on_close=lambda: cancel_unfinished([job]), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
