@@ -176,8 +176,9 @@ def tiny_torch_classifier(path: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 12), torch.nn.ReLU(), torch.nn.Linear(12, 3), torch.nn.Softmax(dim=1))
-    torch.onnx.export(net.eval(), (torch.randn(2, 6),), str(path), input_names=["x"], output_names=["probabilities"],
-                      dynamic_axes={"x": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+    from training.onnx_export import export_onnx
+
+    export_onnx(net, torch.randn(2, 6), path, "x", ["probabilities"])
 
 
 def test_training_tool_exposes_the_penultimate_layer_fits_a_profile_and_the_server_agrees(tmp_path):

@@ -42,7 +42,7 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: Path, input_name
         warnings.simplefilter("ignore")
         if dynamo:
             torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=[input_name],
-                              output_names=list(output_names), dynamic_shapes={"images": {0: "batch"}},
+                              output_names=list(output_names), dynamic_shapes=({0: "batch"},),
                               external_data=False, verbose=False)
         else:
             torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
