@@ -36,8 +36,11 @@ def main() -> int:
     from training.data import cifar10 as data
     from training.onnx_export import ort_session
 
+    from training.paths import default_data_dir
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
     ap.add_argument("--models", type=Path, default=REPO / "models")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--out", type=Path)

@@ -36,9 +36,12 @@ def main() -> int:
     from bench.common import neuroserve
     from training.data import sentiment as data
 
+    from training.paths import default_data_dir
+
     ap = argparse.ArgumentParser()
     ap.add_argument("models_to_check", nargs="+", metavar="MODEL")
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
     ap.add_argument("--models", type=Path, default=REPO / "models")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def main() -> int:
     from training import metrics
@@ -27,9 +25,12 @@ def main() -> int:
     from training.loop import setup_torch
     from training.recipes.tumor import TumorRecipe, predict_images
 
+    from training.paths import default_data_dir
+
     ap = argparse.ArgumentParser()
     ap.add_argument("checkpoints", nargs="+", type=Path)
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
     ap.add_argument("--no-ensembles", action="store_true")
     args = ap.parse_args()
     setup_torch("cpu")

@@ -64,6 +64,7 @@ def main() -> int:
     from training.data.tumor_groups import source_groups
     from training.exporters.tumor import MIN_SENSITIVITY
     from training.loop import setup_torch
+    from training.paths import default_data_dir
     from training.recipes.tumor import TumorRecipe, predict_images
 
     ap = argparse.ArgumentParser()
@@ -80,7 +81,7 @@ def main() -> int:
     train_all(args)
 
     setup_torch("cpu")
-    data_dir = args.data_dir or REPO.parent / "shared" / "data"
+    data_dir = args.data_dir or default_data_dir()
     train_set, val_set = data.load_splits(data_dir)
     groups = source_groups(train_set.x, args.groups, seed=0)
     recipe = TumorRecipe()

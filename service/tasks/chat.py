@@ -13,7 +13,7 @@ from typing import Annotated, AsyncIterator, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.api.deps import RepositoryDep, error_responses, mark_model, run_generation
 from service.errors import NeuroserveError, Unprocessable, error_body
@@ -96,6 +96,12 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(default=None, description="the same seed, request and model give the same sampled reply")
     user: str | None = None
 
+    @model_validator(mode="after")
+    def _null_means_default(self) -> "ChatCompletionRequest":
+        self.n = 1 if self.n is None else self.n
+        self.stream = bool(self.stream)
+        return self
+
 
 class ChatChoiceMessage(BaseModel):
     role: Literal["assistant"]
@@ -143,8 +149,8 @@ def _conversation(body: ChatCompletionRequest) -> list[tuple[str, str]]:
 def _job(runtime: ChatModel, body: ChatCompletionRequest, messages, events: AsyncEvents, max_tokens: int) -> Job:
     prompt = runtime.prompt(messages, max_tokens)
     seed = None if body.seed is None else body.seed % 2**64
-    return runtime.job(prompt, events.sink(0), n=body.n or 1, max_new_tokens=max_tokens, stop=_stops(body.stop), seed=seed,
-                       sampling=runtime.sampling(body.temperature, body.top_p, body.top_k), stream=bool(body.stream))
+    return runtime.job(prompt, events.sink(0), n=body.n, max_new_tokens=max_tokens, stop=_stops(body.stop), seed=seed,
+                       sampling=runtime.sampling(body.temperature, body.top_p, body.top_k), stream=body.stream)
 
 
 def _sse(payload: dict) -> bytes:
@@ -217,7 +223,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, repo: 
     reply = _Reply(model, len(job.tokens))
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return GuardedStream(_stream(request, model, job, events, reply, body.n or 1, include_usage),
+        return GuardedStream(_stream(request, model, job, events, reply, body.n, include_usage),
                              on_close=lambda: cancel_unfinished([job]), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
