@@ -72,3 +72,29 @@ def test_group_aware_validation_leaves_exactly_one_acquisition_group_out():
     assert kept.x.shape == (100, 64, 64, 1) and kept.subtype.tolist() == (y[:100] * 2).tolist()
     with pytest.raises(SystemExit, match="not one of the 2 groups"):
         without_group(train, 2, 2)
+
+
+def test_outside_head_stats_see_padding_and_background_but_no_head_pixel():
+    from training.data.tumor_groups import outside_head_stats
+
+    rng = np.random.default_rng(0)
+    a = np.zeros((2, 64, 64, 1), np.uint8)
+    a[:, 20:44, 20:44, 0] = 120  # a 'head' on a clean black background, full frame
+    b = a.copy()
+    b[0, 26:34, 26:34, 0] = 250  # a bright 'lesion' inside the head changes nothing outside it
+    assert np.array_equal(outside_head_stats(a), outside_head_stats(b))
+    noisy = a.copy()
+    noisy[..., 0] += rng.integers(0, 10, (2, 64, 64), dtype=np.uint8) * (a[..., 0] == 0)  # scanner noise outside
+    s_clean, s_noisy = outside_head_stats(a)[0], outside_head_stats(noisy)[0]
+    assert s_clean[2:].tolist() == [0.0, 0.0, 0.0] and s_noisy[2] > 0 and s_noisy[3] > 0 and s_noisy[4] > s_noisy[2]
+    assert s_clean[0] == s_clean[1] == 40 / 64  # rows/cols with no tissue: everything but the 24-px head
+    assert s_noisy[0] == 0.0  # noise in every row: no empty row is left to read as padding
+
+
+def test_card_states_the_probe_that_never_sees_the_head():
+    from training.exporters.tumor import outside_head_probe
+
+    base = {"boosted_outside_head": {"auroc": 0.8912, "auroc_ci95": [0.8357, 0.9441], "external_auroc": 0.7059}}
+    line = outside_head_probe(base)
+    assert "AUROC 0.8912" in line and "0.8357-0.9441" in line and "tumor_external_val: 0.7059" in line
+    assert outside_head_probe({}) == ""  # a card exported before the probe existed renders as before

@@ -69,8 +69,9 @@ def balanced_weights(groups: np.ndarray, y: np.ndarray, cap: float = 8.0) -> np.
     return w / w.mean()
 
 
-def head_area(x_uint8: np.ndarray, threshold: float = 0.06) -> np.ndarray:
-    """Share of the image inside the filled head silhouette (as mri_augment.filled_head_mask): [N] in [0,1]."""
+def head_mask(x_uint8: np.ndarray, threshold: float = 0.06) -> np.ndarray:
+    """The filled head silhouette (as mri_augment.filled_head_mask): [N,H,W] bool, a pixel is inside when there is
+    tissue on both sides of it in its row and in its column."""
     m = x_uint8[..., 0] > threshold * 255
 
     def fill(axis: int) -> np.ndarray:
@@ -78,7 +79,32 @@ def head_area(x_uint8: np.ndarray, threshold: float = 0.06) -> np.ndarray:
         b = np.flip(np.maximum.accumulate(np.flip(m, axis), axis=axis), axis)
         return a & b
 
-    return (fill(2) & fill(1)).mean((1, 2))
+    return fill(2) & fill(1)
+
+
+def head_area(x_uint8: np.ndarray, threshold: float = 0.06) -> np.ndarray:
+    """Share of the image inside the filled head silhouette: [N] in [0,1]."""
+    return head_mask(x_uint8, threshold).mean((1, 2))
+
+
+def outside_head_stats(x_uint8: np.ndarray, margin: int = 3) -> np.ndarray:
+    """[N,H,W,1] uint8 -> [N,5]: statistics of pixels that show no part of the head, for the shortcut probe.
+
+    Padding rows and columns share (the original image's aspect ratio), then the mean, std and 99th percentile of
+    the background outside the head silhouette grown by ``margin`` pixels (scanner noise, export artefacts). A
+    classifier that separates tumour from no tumour on these alone has learned the acquisition, not anatomy."""
+    x = x_uint8[..., 0].astype(np.float32) / 255.0
+    near = np.pad(head_mask(x_uint8), ((0, 0), (margin, margin), (margin, margin)))
+    size = 2 * margin + 1
+    near = np.lib.stride_tricks.sliding_window_view(near, (size, size), axis=(1, 2)).any((-2, -1))
+    out = np.zeros((len(x), 5), np.float64)
+    out[:, 0] = (x.max(2) < 0.02).mean(1)
+    out[:, 1] = (x.max(1) < 0.02).mean(1)
+    for i, (img, inside) in enumerate(zip(x, near)):
+        bg = img[~inside]
+        if bg.size:
+            out[i, 2:] = bg.mean(), bg.std(), np.percentile(bg, 99)
+    return out
 
 
 def area_groups(x_uint8: np.ndarray, k: int = 6) -> np.ndarray:
