@@ -7,7 +7,6 @@ validation images of the card's split (the seeded 5,000 of train.npz) as base64 
 
 from __future__ import annotations
 
-import argparse
 import base64
 import io
 import json
@@ -32,18 +31,13 @@ def png_b64(img: np.ndarray) -> str:
 
 def main() -> int:
     from bench.common import neuroserve
+    from scripts.http_check_cli import http_check_parser
     from training import metrics
     from training.data import cifar10 as data
     from training.onnx_export import ort_session
 
-    from training.paths import default_data_dir
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
-    ap.add_argument("--models", type=Path, default=REPO / "models")
+    ap = http_check_parser()
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--out", type=Path)
     ap.add_argument("--model", default=MODEL, help="cifar10-resnet or a variant measured on its split (cifar10-int8)")
     args = ap.parse_args()
     card = json.loads((args.models / args.model / "card.json").read_text())

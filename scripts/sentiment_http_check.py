@@ -8,7 +8,6 @@ accuracy with each card's figure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -34,16 +33,11 @@ def served(client: httpx.Client, model: str, texts: list[str], batch: int = 32) 
 
 def main() -> int:
     from bench.common import neuroserve
+    from scripts.http_check_cli import http_check_parser
     from training.data import sentiment as data
 
-    from training.paths import default_data_dir
-
-    ap = argparse.ArgumentParser()
+    ap = http_check_parser()
     ap.add_argument("models_to_check", nargs="+", metavar="MODEL")
-    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
-    ap.add_argument("--models", type=Path, default=REPO / "models")
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     _, val = data.load_splits(args.data_dir)
 

@@ -7,7 +7,6 @@ with the card's figures (the same images scored by the exporter through onnxrunt
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import sys
@@ -43,17 +42,12 @@ def served(client: httpx.Client, x: np.ndarray, batch: int = 32) -> tuple[np.nda
 
 def main() -> int:
     from bench.common import neuroserve
+    from scripts.http_check_cli import http_check_parser
     from training import metrics
     from training.data import tumor as data
     from training.onnx_export import ort_session
 
-    from training.paths import default_data_dir
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                    help="NEUROSERVE_DATA_DIR, else ../shared/data")
-    ap.add_argument("--models", type=Path, default=REPO / "models")
-    ap.add_argument("--out", type=Path)
+    ap = http_check_parser()
     args = ap.parse_args()
     _, val = data.load_splits(args.data_dir)
     ext = data.load_external(args.data_dir)

@@ -325,8 +325,8 @@ def export_tumor(model: TumorCNN, ckpt: dict[str, Any], models_root: Path, data_
     base_pix = logistic_baseline(thumbnails(train_set.x), train_set.y, thumbnails(val_set.x))
     base_int = logistic_baseline(intensity_stats(train_set.x), train_set.y, intensity_stats(val_set.x))
     # the sharper shortcut probe: trees on pixels that show no part of the head (padding, background noise)
-    base_out, *base_out_ext = boosted_baseline(outside_head_stats(train_set.x), train_set.y, outside_head_stats(val_set.x),
-                                               *([outside_head_stats(ext.x)] if ext is not None else []))
+    probe_sets = [outside_head_stats(val_set.x)] + ([outside_head_stats(ext.x)] if ext is not None else [])
+    base_out, *base_out_ext = boosted_baseline(outside_head_stats(train_set.x), train_set.y, *probe_sets)
     baselines = {
         "always_tumor": {"sensitivity": 1.0, "specificity": 0.0, "auroc": 0.5},
         "logistic_16x16_pixels": {"auroc": metrics.auroc(y, base_pix),
